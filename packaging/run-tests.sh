@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole suite: unit and integration tests under
+# ASan+UBSan with warnings as errors, then a short run of every fuzz target under clang.
+# Ends with the line "N passed, N failed" and exits non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+build=${OPENSHELL_TEST_BUILD:-build/test}
+fuzz_build=${OPENSHELL_FUZZ_BUILD:-build/fuzz}
+fuzz_seconds=${OPENSHELL_FUZZ_SECONDS:-20}
+
+packaging/install-deps.sh || exit 1
+
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" --buildtype=debug -Dwerror=true -Db_sanitize=address,undefined \
+    -Db_lundef=false || exit 1
+fi
+meson compile -C "$build" -j 2 || exit 1
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+meson test -C "$build" --print-errorlogs --num-processes 2 --timeout-multiplier 3
+test_rc=$?
+
+# Fuzz targets: a short bounded run each, starting from the seed corpus.
+fuzz_rc=0
+fuzz_results=()
+if [ ! -f "$fuzz_build/build.ninja" ]; then
+  CC=clang CXX=clang++ meson setup "$fuzz_build" --buildtype=debug -Dfuzz=true -Dtests=true \
+    -Dbench=false -Db_lundef=false || fuzz_rc=1
+fi
+if [ $fuzz_rc -eq 0 ]; then
+  meson compile -C "$fuzz_build" -j 2 $(ls tests/fuzz/*_fuzz.cpp | sed 's#.*/##; s#\.cpp$##') \
+    || fuzz_rc=1
+fi
+if [ $fuzz_rc -eq 0 ]; then
+  for src in tests/fuzz/*_fuzz.cpp; do
+    name=$(basename "$src" .cpp)
+    corpus_seed="tests/fuzz/corpus/${name%_fuzz}"
+    work=$(mktemp -d)
+    if "$fuzz_build/tests/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+         -print_final_stats=0 "$work" "$corpus_seed" >"$work.log" 2>&1; then
+      fuzz_results+=("ok - fuzz $name (${fuzz_seconds}s)")
+    else
+      fuzz_results+=("not ok - fuzz $name")
+      tail -30 "$work.log"
+      fuzz_rc=1
+    fi
+    rm -rf "$work" "$work.log"
+  done
+else
+  fuzz_results+=("not ok - fuzz build")
+fi
+printf '%s\n' "${fuzz_results[@]}"
+
+python3 - "$build/meson-logs/testlog.json" "${fuzz_results[@]}" <<'PY'
+import json, re, sys
+passed = failed = 0
+for line in open(sys.argv[1]):
+    record = json.loads(line)
+    out = record.get("stdout", "")
+    ok = len(re.findall(r"^ok ", out, re.M))
+    bad = len(re.findall(r"^not ok ", out, re.M))
+    if ok == 0 and bad == 0:
+        # a non-TAP test counts once
+        ok, bad = (1, 0) if record["result"] in ("OK", "EXPECTEDFAIL") else (0, 1)
+    elif record["result"] not in ("OK", "SKIP") and bad == 0:
+        bad = 1  # crashed or timed out after printing only passes
+    passed += ok
+    failed += bad
+for result in sys.argv[2:]:
+    if result.startswith("ok"):
+        passed += 1
+    else:
+        failed += 1
+print(f"{passed} passed, {failed} failed")
+sys.exit(0 if failed == 0 and passed > 0 else 1)
+PY
+count_rc=$?
+[ $test_rc -eq 0 ] && [ $fuzz_rc -eq 0 ] && [ $count_rc -eq 0 ]
