@@ -37,9 +37,14 @@ if [ $fuzz_rc -eq 0 ]; then
   for src in tests/fuzz/*_fuzz.cpp; do
     name=$(basename "$src" .cpp)
     corpus_seed="tests/fuzz/corpus/${name%_fuzz}"
+    extra_seeds=()
+    # The policy loader also starts from the reference's own policies (read in place, not copied).
+    if [ "$name" = policy_loader_fuzz ] && [ -d ../shared/specs/openshell-policies ]; then
+      extra_seeds+=(../shared/specs/openshell-policies)
+    fi
     work=$(mktemp -d)
     if "$fuzz_build/tests/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
-         -print_final_stats=0 "$work" "$corpus_seed" >"$work.log" 2>&1; then
+         -print_final_stats=0 "$work" "$corpus_seed" "${extra_seeds[@]}" >"$work.log" 2>&1; then
       fuzz_results+=("ok - fuzz $name (${fuzz_seconds}s)")
     else
       fuzz_results+=("not ok - fuzz $name")
@@ -61,6 +66,13 @@ for line in open(sys.argv[1]):
     out = record.get("stdout", "")
     ok = len(re.findall(r"^ok ", out, re.M))
     bad = len(re.findall(r"^not ok ", out, re.M))
+    # Catch2 unit tests: count test cases from the summary line.
+    summary = re.search(r"All tests passed \(\d+ assertions? in (\d+) test cases?\)", out)
+    partial = re.search(r"^test cases:\s*(\d+) \|\s*(\d+) passed \|\s*(\d+) failed", out, re.M)
+    if summary:
+        ok, bad = int(summary.group(1)), 0
+    elif partial:
+        ok, bad = int(partial.group(2)), max(int(partial.group(3)), 1)
     if ok == 0 and bad == 0:
         # a non-TAP test counts once
         ok, bad = (1, 0) if record["result"] in ("OK", "EXPECTEDFAIL") else (0, 1)

@@ -22,7 +22,8 @@ std::string command_path(const CLI::App* app) {
 
 int usage_error(const CLI::App& app, const std::string& message) {
   std::string text = message;
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
+    text.pop_back();
   for (char& c : text) {
     if (c == '\n') c = ' ';
   }

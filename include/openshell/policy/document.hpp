@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -13,7 +14,8 @@
 
 namespace openshell::policy {
 
-// A query matcher: the request value must match one of these globs (a plain string is a list of one).
+// A query matcher: the request value must match one of these globs (a plain string is a list of
+// one).
 struct QueryMatcher {
   std::vector<std::string> any;
 };
@@ -29,19 +31,25 @@ struct RestRule {
 
 enum class Protocol { kNone, kRest, kSql, kWebsocket, kGraphql, kJsonRpc, kMcp, kTcp };
 
+// Case-insensitive; "" is kNone; nullopt for a name the reference does not know.
+std::optional<Protocol> parse_protocol(std::string_view text);
+std::string_view protocol_name(Protocol protocol);
+
 struct Endpoint {
-  std::string host;              // as written; matching lowercases
-  std::vector<uint16_t> ports;   // `port` promoted into `ports`; `ports` wins when both are set
+  std::string host;             // as written; matching lowercases
+  std::vector<uint16_t> ports;  // `port` promoted into `ports`; `ports` wins when both are set
   Protocol protocol = Protocol::kNone;
+  std::string protocol_text;     // as written (the enum is set when it names a known protocol)
   std::string tls;               // "", "skip", "terminate", "passthrough", other (auto)
   bool enforce = false;          // `enforcement: enforce`; anything else is audit
+  std::string enforcement_text;  // as written
   std::string access;            // preset name as written
   std::vector<RestRule> rules;   // after preset expansion
   bool rules_written = false;    // `rules:` present in the document (even if empty)
   std::vector<RestRule> deny_rules;
   bool deny_rules_written = false;
   std::vector<std::string> allowed_ips;
-  std::string path;              // endpoint path selector
+  std::string path;  // endpoint path selector
   bool allow_encoded_slash = false;
   bool request_body_credential_rewrite = false;
   bool allow_uninspected_credentials = false;

@@ -30,8 +30,8 @@ struct ConnectInput {
 };
 
 struct RequestInput {
-  std::string_view method;           // as sent
-  std::string_view path;             // canonical (spec §2.7), credential placeholders redacted
+  std::string_view method;             // as sent
+  std::string_view path;               // canonical (spec §2.7), credential placeholders redacted
   const QueryParams* query = nullptr;  // decoded multimap; null = no query
 };
 
@@ -39,7 +39,7 @@ enum class Action { kAllow, kDeny, kAudit };
 enum class Layer { kL4, kL7 };
 
 std::string_view action_name(Action action);  // "allow" | "deny" | "audit"
-std::string_view layer_name(Layer layer);      // "l4" | "l7"
+std::string_view layer_name(Layer layer);     // "l4" | "l7"
 
 class CompiledEndpoint;
 
@@ -58,8 +58,8 @@ struct ConnectDecision : Decision {
   // First matching endpoint with extended config (protocol, allowed_ips or tls), spec §2.4:
   // supplies `allowed_ips` and the TLS mode. Null when none has extended config.
   const CompiledEndpoint* primary = nullptr;
-  bool has_l7_route = false;         // some matching endpoint has protocol: rest
-  bool exact_declared_host = false;  // a non-wildcard endpoint names this exact host
+  bool has_l7_route = false;                 // some matching endpoint has protocol: rest
+  bool exact_declared_host = false;          // a non-wildcard endpoint names this exact host
   bool needs_credential_inspection = false;  // reserved for credential injection
 };
 
@@ -79,7 +79,6 @@ class CompiledPolicy {
 
   uint64_t generation() const { return generation_; }
   const PolicyDocument& document() const { return document_; }
-  // Hex SHA-256-free digest of the document text is the caller's business; this is the count.
   size_t policy_count() const { return document_.network_policies.size(); }
 
   // L4: may this process open a connection to host:port?

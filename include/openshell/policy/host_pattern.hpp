@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "openshell/policy/glob.hpp"
+
 namespace openshell::policy {
 
 // Validation message for a wildcard host (spec §1.7 wording), or nullopt when acceptable.
@@ -22,11 +24,16 @@ class HostPattern {
  private:
   struct Label {
     bool recursive = false;  // `**`: one or more labels
-    std::string glob;        // single-label glob: '*', '?', '[...]'
+    Glob glob;               // single-label glob (dialect b): '*', '?', '[...]'
   };
-  bool match_from(size_t label_index, std::string_view host) const;
+  // Matches labels_[0, label_count) against all the labels of `host`.
+  bool match_labels(size_t label_count, std::string_view host) const;
   std::string pattern_;
   std::vector<Label> labels_;
+  // The trailing labels without wildcards, as ".example.com": a host must end with them, which
+  // rejects most hosts with one compare. literal_labels_ counts them.
+  std::string literal_tail_;
+  size_t literal_labels_ = 0;
 };
 
 // ASCII lowercase, used for hosts everywhere.

@@ -25,10 +25,12 @@ struct Cidr {
   IpAddress network;
   int prefix = 0;
 
-  // "10.0.0.0/8", "fd00::/8", or a bare address (/32 or /128). Host bits must be zero? No: they
-  // are masked, as the reference's parser does.
+  // "10.0.0.0/8", "fd00::/8", or a bare address (/32 or /128). Host bits are masked off, as the
+  // reference's parser does ("10.1.2.3/8" is 10.0.0.0/8); a bad address or prefix is nullopt.
   static std::optional<Cidr> parse(std::string_view text);
-  bool contains(const IpAddress& address) const;  // IPv4-mapped IPv6 is compared as IPv4
+  // An IPv4 CIDR matches an IPv4-mapped IPv6 address by its IPv4 part; an IPv6 CIDR matches an
+  // IPv4 address by its mapped form (so ::ffff:10.0.0.0/104 contains 10.1.2.3).
+  bool contains(const IpAddress& address) const;
   std::string to_string() const;
 };
 
