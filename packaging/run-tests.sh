@@ -26,8 +26,8 @@ test_rc=$?
 fuzz_rc=0
 fuzz_results=()
 if [ ! -f "$fuzz_build/build.ninja" ]; then
-  CC=clang CXX=clang++ meson setup "$fuzz_build" --buildtype=debug -Dfuzz=true -Dtests=true \
-    -Dbench=false -Db_lundef=false || fuzz_rc=1
+  CC=clang CXX=clang++ meson setup "$fuzz_build" --buildtype=debugoptimized -Dfuzz=true \
+    -Dbench=false -Db_lundef=false -Db_sanitize=address,undefined || fuzz_rc=1
 fi
 if [ $fuzz_rc -eq 0 ]; then
   meson compile -C "$fuzz_build" -j 2 $(ls tests/fuzz/*_fuzz.cpp | sed 's#.*/##; s#\.cpp$##') \

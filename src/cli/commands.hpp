@@ -16,6 +16,9 @@ inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
 void add_policy_command(CLI::App& root, Action& action);
+#ifdef OPENSHELL_WITH_PROXY
+void add_proxy_command(CLI::App& root, Action& action);
+#endif
 
 // Prints a one-line usage error with a hint and returns kExitUsage.
 int usage_error(const CLI::App& app, const std::string& message);

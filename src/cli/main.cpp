@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
 
   openshell::cli::Action action;
   openshell::cli::add_policy_command(root, action);
+#ifdef OPENSHELL_WITH_PROXY
+  openshell::cli::add_proxy_command(root, action);
+#endif
 
   try {
     root.parse(argc, argv);

@@ -1,14 +1,13 @@
 // The glob dialects of spec §1.9, compiled once into small NFA programs. Matching simulates the
-// program with on-stack state sets: it never allocates, and its work is bounded by pattern length
+// program with on-stack bit sets: it never allocates, and its work is bounded by pattern length
 // times value length whatever the pattern (`*a*a*a*b` cannot backtrack exponentially).
 #include "openshell/policy/glob.hpp"
 
 #include <algorithm>
 #include <array>
-#include <bit>
+#include <bitset>
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -26,14 +25,7 @@ constexpr size_t kMaxPatternLength = 1024;
 constexpr size_t kStateWords = (kMaxPatternLength + 1 + 63) / 64;  // states = nodes + accept
 constexpr size_t kNpos = std::string_view::npos;
 
-using ByteSet = std::array<uint64_t, 4>;
-
-bool contains(const ByteSet& set, unsigned char c) {
-  return ((set[c / 64] >> (c % 64)) & 1U) != 0;
-}
-void insert(ByteSet& set, unsigned char c) {
-  set[c / 64] |= uint64_t{1} << (c % 64);
-}
+using ByteSet = std::bitset<256>;
 
 // How a pattern is read. The globset flavour (dialects a and b) has `\` escapes, `{a,b}`, `[^x]`,
 // and reads malformed parts literally; the Rust glob crate flavour (dialect c) has none of these
@@ -43,11 +35,11 @@ struct Syntax {
   bool globset;
 };
 
-enum class AtomKind : uint8_t { kLiteral, kQuestion, kStars, kClass, kOpen, kComma, kClose };
+enum class AtomKind : uint8_t { kLiteral, kStars, kClass, kOpen, kComma, kClose };
 
 struct Atom {
   AtomKind kind = AtomKind::kLiteral;
-  uint8_t byte = 0;  // kLiteral
+  uint8_t byte = 0;  // kLiteral, and the character of kOpen, kComma, kClose
   uint16_t arg = 0;  // kStars: run length (capped at 3); kClass: index into the class table
 };
 using Atoms = std::vector<Atom>;
@@ -58,9 +50,7 @@ Atom literal(char c) {
 
 enum class Op : uint8_t {
   kByte,     // one byte equal to `byte`
-  kOne,      // one byte other than the separator
-  kAnyOne,   // any one byte
-  kClass,    // one byte of classes[cls]
+  kClass,    // one byte of classes[cls] (`?` is a class too)
   kStar,     // zero or more bytes other than the separator
   kAnyStar,  // zero or more bytes
   // Consumes nothing; enters the next two nodes or skips them. With them it forms the `(.*/)?`
@@ -78,27 +68,27 @@ bool is_loop(Op op) {
   return op == Op::kStar || op == Op::kAnyStar;
 }
 
-// Programs of at most this many nodes also get a bit-parallel form: their states (nodes plus the
-// accepting one) are the bits of one word, so a step is a table lookup and a few shifts.
-constexpr size_t kWordNodes = 63;
-
-struct WordProgram {
-  std::vector<uint8_t> byte_class;  // 256 entries; bytes that no node tells apart share a class
-  std::vector<uint64_t> consumers;  // per class: the states that can consume such a byte
-  uint64_t loops = 0;               // states that stay put when they consume
-  uint64_t to_next = 0;             // states with an empty move to the next state
-  uint64_t splits = 0;              // states with an empty move three states ahead
-  uint64_t start = 0;               // everything reachable from state 0 without input
-  uint64_t accept = 0;
+// The middle of a sequence as a bit-parallel NFA: state i means "nodes [0, i) matched" and the
+// last state accepts. Bytes that no node tells apart share a class, so one step costs a table
+// lookup and a few shifts per 64 states.
+struct Program {
+  size_t words = 0;                 // state words: nodes / 64 + 1
+  size_t accept = 0;                // the accepting state (= number of nodes)
+  std::vector<uint8_t> byte_class;  // 256 entries
+  std::vector<uint64_t> consumers;  // [class * words + w]: states that can consume such a byte
+  std::vector<uint64_t> loops;      // [w]: states that stay put when they consume (and may leave)
+  std::vector<uint64_t> splits;     // [w]: states with empty moves one and three states ahead
+  std::vector<uint64_t> start;      // [w]: what state 0 reaches without input
 };
 
 // One alternative after brace expansion. Its literal head and tail are checked with plain string
-// compares first; only the middle runs through the NFA (often it is a single `*`).
+// compares first; only the middle, often nothing or a lone `*`, needs more.
 struct Sequence {
+  enum class Middle : uint8_t { kEmpty, kAnything, kNoSeparator, kProgram };
   std::string prefix;
   std::string suffix;
-  std::vector<Node> nodes;
-  std::optional<WordProgram> word;  // when nodes.size() <= kWordNodes
+  Middle middle = Middle::kEmpty;
+  Program program;  // kProgram
 };
 
 // Parses the bracket expression at p[i] == '['. Returns the index after its ']', or kNpos when the
@@ -110,7 +100,7 @@ size_t parse_class(std::string_view p, size_t i, bool globset, ByteSet& out) {
     negated = true;
     ++j;
   }
-  ByteSet set{};
+  ByteSet set;
   for (bool first = true;; first = false) {
     if (j >= p.size()) return kNpos;
     const auto c = static_cast<unsigned char>(p[j]);
@@ -119,18 +109,14 @@ size_t parse_class(std::string_view p, size_t i, bool globset, ByteSet& out) {
       const auto hi = static_cast<unsigned char>(p[j + 2]);
       if (c > hi && globset) return kNpos;
       for (unsigned v = c; v <= hi; ++v)
-        insert(set, static_cast<unsigned char>(v));
+        set.set(v);
       j += 3;
     } else {
-      insert(set, c);
+      set.set(c);
       ++j;
     }
   }
-  if (negated) {
-    for (uint64_t& word : set)
-      word = ~word;
-  }
-  out = set;
+  out = negated ? ~set : set;
   return j + 1;
 }
 
@@ -153,22 +139,22 @@ bool lex(std::string_view p, const Syntax& syntax, bool braces, Atoms& atoms,
       i += run;
       continue;
     }
+    ByteSet set;
+    size_t end = kNpos;
     if (c == '?') {
-      atoms.push_back(Atom{AtomKind::kQuestion, 0, 0});
-      ++i;
-      continue;
+      set.set();
+      if (syntax.separator >= 0) set.reset(static_cast<size_t>(syntax.separator));
+      end = i + 1;
+    } else if (c == '[') {
+      end = parse_class(p, i, syntax.globset, set);
+      // globset would refuse a malformed class; the engine reads the '[' literally instead.
+      if (end == kNpos && !syntax.globset) return false;
     }
-    if (c == '[') {
-      ByteSet set{};
-      const size_t end = parse_class(p, i, syntax.globset, set);
-      if (end != kNpos) {
-        classes.push_back(set);
-        atoms.push_back(Atom{AtomKind::kClass, 0, static_cast<uint16_t>(classes.size() - 1)});
-        i = end;
-        continue;
-      }
-      if (!syntax.globset) return false;
-      // globset would refuse this class; the engine reads the '[' literally instead.
+    if (end != kNpos) {
+      classes.push_back(set);
+      atoms.push_back(Atom{AtomKind::kClass, 0, static_cast<uint16_t>(classes.size() - 1)});
+      i = end;
+      continue;
     }
     if (braces && (c == '{' || c == ',' || c == '}')) {
       const AtomKind kind =
@@ -202,13 +188,8 @@ bool expand(const Atoms& atoms, size_t begin, size_t end, std::vector<Atoms>& ou
     const Atom& atom = atoms[i];
     const size_t close = atom.kind == AtomKind::kOpen ? matching_close(atoms, i, end) : kNpos;
     if (close == kNpos) {
-      // Structural atoms that did not pair up are just their characters.
-      const Atom plain = atom.kind == AtomKind::kOpen || atom.kind == AtomKind::kComma ||
-                                 atom.kind == AtomKind::kClose
-                             ? literal(static_cast<char>(atom.byte))
-                             : atom;
       for (Atoms& flat : out)
-        flat.push_back(plain);
+        flat.push_back(atom);  // build_nodes reads unpaired braces and commas as characters
       ++i;
       continue;
     }
@@ -245,10 +226,6 @@ bool expand(const Atoms& atoms, size_t begin, size_t end, std::vector<Atoms>& ou
   return true;
 }
 
-Node byte_node(uint8_t b) {
-  return Node{Op::kByte, b, 0};
-}
-
 // Turns one flat alternative into program nodes, giving `**` its recursive meaning only as a
 // whole path component (spec §1.9a). Returns false when the glob crate would reject it.
 bool build_nodes(const Atoms& atoms, const Syntax& syntax, std::vector<Node>& nodes) {
@@ -262,9 +239,6 @@ bool build_nodes(const Atoms& atoms, const Syntax& syntax, std::vector<Node>& no
   for (size_t k = 0; k < atoms.size(); ++k) {
     const Atom& atom = atoms[k];
     switch (atom.kind) {
-      case AtomKind::kQuestion:
-        nodes.push_back(Node{has_separator ? Op::kOne : Op::kAnyOne, 0, 0});
-        break;
       case AtomKind::kClass:
         nodes.push_back(Node{Op::kClass, 0, atom.arg});
         break;
@@ -293,21 +267,126 @@ bool build_nodes(const Atoms& atoms, const Syntax& syntax, std::vector<Node>& no
         }
         nodes.push_back(Node{Op::kSplit, 0, 0});
         nodes.push_back(Node{Op::kAnyStar, 0, 0});
-        nodes.push_back(byte_node(static_cast<uint8_t>(component)));
+        nodes.push_back(Node{Op::kByte, static_cast<uint8_t>(component), 0});
         break;
       }
       case AtomKind::kLiteral:
       case AtomKind::kOpen:
       case AtomKind::kComma:
       case AtomKind::kClose:
-        nodes.push_back(byte_node(atom.byte));
+        nodes.push_back(Node{Op::kByte, atom.byte, 0});  // braces that did not pair up, too
         break;
     }
   }
   return true;
 }
 
-Sequence make_sequence(std::vector<Node> nodes) {
+// Whether node `node` can consume byte `c`.
+bool accepts(const Node& node, unsigned char c, int separator,
+             const std::vector<ByteSet>& classes) {
+  switch (node.op) {
+    case Op::kByte:
+      return c == node.byte;
+    case Op::kStar:
+      return c != separator;
+    case Op::kAnyStar:
+      return true;
+    case Op::kClass:
+      return classes[node.cls].test(c);
+    case Op::kSplit:
+      return false;
+  }
+  return false;
+}
+
+// Adds every state reachable without input. Empty moves only go forward, so this settles after
+// a pass or two.
+void close_states(const Program& program, uint64_t* states) {
+  for (bool grew = true; grew;) {
+    grew = false;
+    uint64_t carry_one = 0;
+    uint64_t carry_three = 0;
+    for (size_t w = 0; w < program.words; ++w) {
+      const uint64_t one = states[w] & (program.loops[w] | program.splits[w]);
+      const uint64_t three = states[w] & program.splits[w];
+      const uint64_t reached = (one << 1) | carry_one | (three << 3) | carry_three;
+      carry_one = one >> 63;
+      carry_three = three >> 61;
+      if ((reached & ~states[w]) != 0) {
+        states[w] |= reached;
+        grew = true;
+      }
+    }
+  }
+}
+
+Program make_program(const std::vector<Node>& nodes, const std::vector<ByteSet>& classes,
+                     int separator) {
+  Program program;
+  program.words = nodes.size() / 64 + 1;
+  program.accept = nodes.size();
+  program.loops.assign(program.words, 0);
+  program.splits.assign(program.words, 0);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const uint64_t bit = uint64_t{1} << (i % 64);
+    if (is_loop(nodes[i].op)) program.loops[i / 64] |= bit;
+    if (nodes[i].op == Op::kSplit) program.splits[i / 64] |= bit;
+  }
+  program.byte_class.resize(256);
+  std::vector<uint64_t> row(program.words);
+  for (unsigned b = 0; b < 256; ++b) {
+    std::fill(row.begin(), row.end(), 0);
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (accepts(nodes[i], static_cast<unsigned char>(b), separator, classes)) {
+        row[i / 64] |= uint64_t{1} << (i % 64);
+      }
+    }
+    size_t cls = 0;
+    while (
+        cls * program.words < program.consumers.size() &&
+        !std::equal(row.begin(), row.end(),
+                    program.consumers.begin() + static_cast<std::ptrdiff_t>(cls * program.words))) {
+      ++cls;
+    }
+    if (cls * program.words == program.consumers.size()) {
+      program.consumers.insert(program.consumers.end(), row.begin(), row.end());
+    }
+    program.byte_class[b] = static_cast<uint8_t>(cls);
+  }
+  program.start.assign(program.words, 0);
+  program.start[0] = 1;
+  close_states(program, program.start.data());
+  return program;
+}
+
+bool run_program(const Program& program, std::string_view value) {
+  std::array<uint64_t, kStateWords> a;  // only the first program.words are ever used
+  std::array<uint64_t, kStateWords> b;
+  uint64_t* current = a.data();
+  uint64_t* next = b.data();
+  std::copy(program.start.begin(), program.start.end(), current);
+  for (const char ch : value) {
+    const uint64_t* consumers =
+        &program.consumers[program.byte_class[static_cast<unsigned char>(ch)] * program.words];
+    uint64_t carry = 0;
+    uint64_t alive = 0;
+    for (size_t w = 0; w < program.words; ++w) {
+      const uint64_t live = current[w] & consumers[w];
+      const uint64_t moving = live & ~program.loops[w];
+      next[w] = (moving << 1) | carry | (live & program.loops[w]);
+      carry = moving >> 63;
+    }
+    close_states(program, next);
+    for (size_t w = 0; w < program.words; ++w)
+      alive |= next[w];
+    if (alive == 0) return false;
+    std::swap(current, next);
+  }
+  return ((current[program.accept / 64] >> (program.accept % 64)) & 1U) != 0;
+}
+
+Sequence make_sequence(const std::vector<Node>& nodes, const std::vector<ByteSet>& classes,
+                       int separator) {
   Sequence seq;
   size_t head = 0;
   while (head < nodes.size() && nodes[head].op == Op::kByte) {
@@ -320,135 +399,30 @@ Sequence make_sequence(std::vector<Node> nodes) {
          !(tail >= 3 && nodes[tail - 3].op == Op::kSplit)) {
     --tail;
   }
-  for (size_t i = tail; i < nodes.size(); ++i)
+  for (size_t i = tail; i < nodes.size(); ++i) {
     seq.suffix.push_back(static_cast<char>(nodes[i].byte));
-  seq.nodes.assign(nodes.begin() + static_cast<std::ptrdiff_t>(head),
-                   nodes.begin() + static_cast<std::ptrdiff_t>(tail));
+  }
+  const std::vector<Node> middle(nodes.begin() + static_cast<std::ptrdiff_t>(head),
+                                 nodes.begin() + static_cast<std::ptrdiff_t>(tail));
+  if (middle.empty()) {
+    seq.middle = Sequence::Middle::kEmpty;
+  } else if (middle.size() == 1 && middle[0].op == Op::kAnyStar) {
+    seq.middle = Sequence::Middle::kAnything;
+  } else if (middle.size() == 1 && middle[0].op == Op::kStar) {
+    seq.middle = Sequence::Middle::kNoSeparator;
+  } else {
+    seq.middle = Sequence::Middle::kProgram;
+    seq.program = make_program(middle, classes, separator);
+  }
   return seq;
-}
-
-void set_state(uint64_t* states, size_t i) {
-  states[i / 64] |= uint64_t{1} << (i % 64);
-}
-
-// Adds every state reachable without input. Edges only go forward, so one ascending pass that
-// re-reads each word as it grows is enough.
-void close_over_empty(const std::vector<Node>& nodes, uint64_t* states, size_t words) {
-  for (size_t w = 0; w < words; ++w) {
-    uint64_t seen = 0;
-    for (uint64_t pending = states[w]; pending != 0; pending = states[w] & ~seen) {
-      const uint64_t low = pending & (~pending + 1);
-      seen |= low;
-      const size_t i = w * 64 + static_cast<size_t>(std::countr_zero(low));
-      if (i >= nodes.size()) break;  // the accepting state is the last one
-      if (is_loop(nodes[i].op) || nodes[i].op == Op::kSplit) set_state(states, i + 1);
-      if (nodes[i].op == Op::kSplit) set_state(states, i + 3);
-    }
-  }
-}
-
-// Whether state `node` can consume byte `c`.
-bool accepts(const Node& node, unsigned char c, int separator,
-             const std::vector<ByteSet>& classes) {
-  switch (node.op) {
-    case Op::kByte:
-      return c == node.byte;
-    case Op::kOne:
-    case Op::kStar:
-      return c != separator;
-    case Op::kAnyOne:
-    case Op::kAnyStar:
-      return true;
-    case Op::kClass:
-      return contains(classes[node.cls], c);
-    case Op::kSplit:
-      return false;
-  }
-  return false;
-}
-
-uint64_t close_word(const WordProgram& program, uint64_t states) {
-  for (;;) {
-    const uint64_t grown =
-        states | ((states & program.to_next) << 1) | ((states & program.splits) << 3);
-    if (grown == states) return states;
-    states = grown;
-  }
-}
-
-WordProgram make_word_program(const std::vector<Node>& nodes, const std::vector<ByteSet>& classes,
-                              int separator) {
-  WordProgram program;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    const uint64_t bit = uint64_t{1} << i;
-    if (is_loop(nodes[i].op)) program.loops |= bit;
-    if (is_loop(nodes[i].op) || nodes[i].op == Op::kSplit) program.to_next |= bit;
-    if (nodes[i].op == Op::kSplit) program.splits |= bit;
-  }
-  program.byte_class.resize(256);
-  for (unsigned b = 0; b < 256; ++b) {
-    uint64_t consumers = 0;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      if (accepts(nodes[i], static_cast<unsigned char>(b), separator, classes)) {
-        consumers |= uint64_t{1} << i;
-      }
-    }
-    auto found = std::find(program.consumers.begin(), program.consumers.end(), consumers);
-    if (found == program.consumers.end()) {
-      program.consumers.push_back(consumers);
-      found = program.consumers.end() - 1;
-    }
-    program.byte_class[b] = static_cast<uint8_t>(found - program.consumers.begin());
-  }
-  program.accept = uint64_t{1} << nodes.size();
-  program.start = close_word(program, 1);
-  return program;
-}
-
-bool run_word_program(const WordProgram& program, std::string_view value) {
-  uint64_t states = program.start;
-  for (const char ch : value) {
-    const uint64_t live =
-        states & program.consumers[program.byte_class[static_cast<unsigned char>(ch)]];
-    states = close_word(program, ((live & ~program.loops) << 1) | (live & program.loops));
-    if (states == 0) return false;
-  }
-  return (states & program.accept) != 0;
-}
-
-bool run_program(const std::vector<Node>& nodes, const std::vector<ByteSet>& classes, int separator,
-                 std::string_view value) {
-  const size_t words = nodes.size() / 64 + 1;
-  std::array<uint64_t, kStateWords> a{};
-  std::array<uint64_t, kStateWords> b{};
-  uint64_t* current = a.data();
-  uint64_t* next = b.data();
-  current[0] = 1;
-  close_over_empty(nodes, current, words);
-  for (const char ch : value) {
-    const auto c = static_cast<unsigned char>(ch);
-    std::fill_n(next, words, 0);
-    for (size_t w = 0; w < words; ++w) {
-      for (uint64_t bits = current[w]; bits != 0; bits &= bits - 1) {
-        const size_t i = w * 64 + static_cast<size_t>(std::countr_zero(bits));
-        if (i >= nodes.size() || !accepts(nodes[i], c, separator, classes)) continue;
-        set_state(next, is_loop(nodes[i].op) ? i : i + 1);
-      }
-    }
-    close_over_empty(nodes, next, words);
-    if (std::all_of(next, next + words, [](uint64_t w) { return w == 0; })) return false;
-    std::swap(current, next);
-  }
-  return ((current[nodes.size() / 64] >> (nodes.size() % 64)) & 1U) != 0;
 }
 
 // A compiled pattern of any dialect.
 struct Matcher {
-  enum class Mode : uint8_t { kPrograms, kAll, kText };
-  Mode mode = Mode::kPrograms;
-  int separator = -1;
-  std::string text;  // kText
-  std::vector<ByteSet> classes;
+  enum class Mode : uint8_t { kSequences, kAll, kText };
+  Mode mode = Mode::kSequences;
+  char separator = 0;  // for Middle::kNoSeparator, which only the globset flavour produces
+  std::string text;    // kText
   std::vector<Sequence> sequences;
 
   bool matches_sequence(const Sequence& seq, std::string_view value) const {
@@ -456,24 +430,14 @@ struct Matcher {
     if (!value.starts_with(seq.prefix) || !value.ends_with(seq.suffix)) return false;
     const std::string_view middle =
         value.substr(seq.prefix.size(), value.size() - seq.prefix.size() - seq.suffix.size());
-    if (seq.nodes.empty()) return middle.empty();
-    if (seq.nodes.size() == 1 && seq.nodes[0].op == Op::kAnyStar) return true;
-    if (seq.nodes.size() == 1 && seq.nodes[0].op == Op::kStar) {
-      return middle.find(static_cast<char>(separator)) == kNpos;
-    }
-    if (seq.word) return run_word_program(*seq.word, middle);
-    return run_program(seq.nodes, classes, separator, middle);
+    if (seq.middle == Sequence::Middle::kEmpty) return middle.empty();
+    if (seq.middle == Sequence::Middle::kAnything) return true;
+    if (seq.middle == Sequence::Middle::kNoSeparator) return middle.find(separator) == kNpos;
+    return run_program(seq.program, middle);
   }
 
   bool matches(std::string_view value) const {
-    switch (mode) {
-      case Mode::kAll:
-        return true;
-      case Mode::kText:
-        return value == text;
-      case Mode::kPrograms:
-        break;
-    }
+    if (mode != Mode::kSequences) return mode == Mode::kAll || value == text;
     return std::any_of(sequences.begin(), sequences.end(),
                        [&](const Sequence& seq) { return matches_sequence(seq, value); });
   }
@@ -481,7 +445,7 @@ struct Matcher {
 
 // Compiles `pattern` into `out`. Returns false only when the glob crate flavour rejects it.
 bool compile_matcher(std::string_view pattern, const Syntax& syntax, Matcher& out) {
-  out.separator = syntax.separator;
+  out.separator = static_cast<char>(syntax.separator);
   if (pattern.size() > kMaxPatternLength) {
     if (!syntax.globset) return false;
     out.mode = Matcher::Mode::kText;
@@ -489,27 +453,23 @@ bool compile_matcher(std::string_view pattern, const Syntax& syntax, Matcher& ou
     return true;
   }
   Atoms atoms;
-  if (!lex(pattern, syntax, syntax.globset, atoms, out.classes)) return false;
+  std::vector<ByteSet> classes;
+  if (!lex(pattern, syntax, syntax.globset, atoms, classes)) return false;
   std::vector<Atoms> flats;
   if (!syntax.globset) {
     flats.push_back(std::move(atoms));
   } else if (!expand(atoms, 0, atoms.size(), flats)) {
     // Too many alternatives: read the braces as the characters they are.
     atoms.clear();
-    out.classes.clear();
-    lex(pattern, syntax, false, atoms, out.classes);
+    classes.clear();
+    lex(pattern, syntax, false, atoms, classes);
     flats.assign(1, std::move(atoms));
   }
   for (const Atoms& flat : flats) {
     std::vector<Node> nodes;
     if (!build_nodes(flat, syntax, nodes)) return false;
-    Sequence seq = make_sequence(std::move(nodes));
-    const bool trivial = seq.nodes.empty() || (seq.nodes.size() == 1 && is_loop(seq.nodes[0].op));
-    if (!trivial && seq.nodes.size() <= kWordNodes) {
-      seq.word = make_word_program(seq.nodes, out.classes, out.separator);
-    }
-    if (seq.prefix.empty() && seq.suffix.empty() && seq.nodes.size() == 1 &&
-        seq.nodes[0].op == Op::kAnyStar) {
+    Sequence seq = make_sequence(nodes, classes, syntax.separator);
+    if (seq.prefix.empty() && seq.suffix.empty() && seq.middle == Sequence::Middle::kAnything) {
       out.mode = Matcher::Mode::kAll;
       out.sequences.clear();
       return true;
@@ -517,16 +477,6 @@ bool compile_matcher(std::string_view pattern, const Syntax& syntax, Matcher& ou
     out.sequences.push_back(std::move(seq));
   }
   return true;
-}
-
-Syntax syntax_of(GlobDialect dialect) {
-  switch (dialect) {
-    case GlobDialect::kPath:
-      return Syntax{'/', true};
-    case GlobDialect::kQuery:
-      return Syntax{'.', true};
-  }
-  return Syntax{'/', true};
 }
 
 // The reference's check_glob_syntax: counts brackets and braces, escapes notwithstanding.
@@ -550,7 +500,8 @@ Glob Glob::compile(std::string_view pattern, GlobDialect dialect) {
   Glob glob;
   glob.pattern_ = std::string(pattern);
   glob.program_ = std::make_unique<Program>();
-  compile_matcher(pattern, syntax_of(dialect), glob.program_->matcher);
+  const Syntax syntax{dialect == GlobDialect::kPath ? '/' : '.', true};
+  compile_matcher(pattern, syntax, glob.program_->matcher);
   return glob;
 }
 
@@ -615,19 +566,11 @@ EndpointPathSelector EndpointPathSelector::compile(std::string_view selector) {
 bool EndpointPathSelector::matches(std::string_view path) const {
   if (program_ == nullptr) return false;
   if (program_->kind == Program::Kind::kAny || path == selector_) return true;
-  switch (program_->kind) {
-    case Program::Kind::kUnder: {
-      const std::string& prefix = program_->prefix;
-      return path.starts_with(prefix) &&
-             (path.size() == prefix.size() || path[prefix.size()] == '/');
-    }
-    case Program::Kind::kGlob:
-      return program_->matcher.matches(path);
-    case Program::Kind::kAny:
-    case Program::Kind::kExact:
-      break;
+  if (program_->kind == Program::Kind::kUnder) {
+    const std::string& prefix = program_->prefix;
+    return path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/');
   }
-  return false;
+  return program_->kind == Program::Kind::kGlob && program_->matcher.matches(path);
 }
 
 EndpointPathSelector::EndpointPathSelector(EndpointPathSelector&&) noexcept = default;

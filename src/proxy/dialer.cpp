@@ -37,10 +37,14 @@ DialFailure classify(const std::vector<DialAttempt>& attempts) {
 
 std::string_view dial_failure_name(DialFailure failure) {
   switch (failure) {
-    case DialFailure::kRefused: return "refused";
-    case DialFailure::kTimedOut: return "timed out";
-    case DialFailure::kNoAddresses: return "no addresses";
-    case DialFailure::kCancelled: return "cancelled";
+    case DialFailure::kRefused:
+      return "refused";
+    case DialFailure::kTimedOut:
+      return "timed out";
+    case DialFailure::kNoAddresses:
+      return "no addresses";
+    case DialFailure::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }

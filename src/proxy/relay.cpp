@@ -1,10 +1,10 @@
 // The tunnel relay: session bookkeeping (counters, idle watchdog, external shutdown) and the
-// plain-TCP entry point, which can move bytes with splice(2) instead of user-space buffers.
+// plain-TCP fast path (non-blocking syscalls, reactor waits only when a socket would block).
 #include "openshell/proxy/relay.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <cerrno>
@@ -17,11 +17,16 @@ using asio::ip::tcp;
 
 std::string_view relay_end_name(RelayEnd end) {
   switch (end) {
-    case RelayEnd::kCompleted: return "completed";
-    case RelayEnd::kIdleTimeout: return "idle timeout";
-    case RelayEnd::kCancelled: return "cancelled";
-    case RelayEnd::kClientError: return "client error";
-    case RelayEnd::kUpstreamError: return "upstream error";
+    case RelayEnd::kCompleted:
+      return "completed";
+    case RelayEnd::kIdleTimeout:
+      return "idle timeout";
+    case RelayEnd::kCancelled:
+      return "cancelled";
+    case RelayEnd::kClientError:
+      return "client error";
+    case RelayEnd::kUpstreamError:
+      return "upstream error";
   }
   return "unknown";
 }
@@ -75,6 +80,7 @@ RelaySession::RelaySession(const RelayOptions& options, asio::any_io_executor ex
       close_streams_(std::move(close_streams)),
       idle_timeout_(options.idle_timeout),
       buffer_size_(options.buffer_size > 0 ? options.buffer_size : kRelayBufferSize),
+      bulk_buffer_size_(std::max(buffer_size_, options.bulk_buffer_size)),
       start_(Clock::now()),
       last_activity_(start_),
       shutdown_(options.shutdown) {
@@ -94,7 +100,9 @@ RelaySession::~RelaySession() {
   }
 }
 
-void RelaySession::touch() { last_activity_ = Clock::now(); }
+void RelaySession::touch() {
+  last_activity_ = Clock::now();
+}
 
 void RelaySession::moved(Direction direction, std::size_t bytes) {
   if (bytes == 0) return;
@@ -181,92 +189,44 @@ RelayStats failed_relay_stats() {
 
 }  // namespace detail
 
-// ---- plain TCP: non-blocking syscalls, through a buffer or splice(2) ------------------------
+// ---- plain TCP ------------------------------------------------------------------------------
 
 namespace {
 
 // Asio's own system category, so codes compare equal to asio::error::connection_reset & co.
-std::error_code errno_code(int err) { return {err, asio::error::get_system_category()}; }
+std::error_code errno_code(int err) {
+  return {err, asio::error::get_system_category()};
+}
 
-// Bytes one tunnel may move before it lets other coroutines on its thread run: the pumps below
-// only suspend when a socket would block, so a fast tunnel would otherwise starve its neighbours.
+// Bytes one tunnel may move before it lets other coroutines on its thread run: the pump below
+// only suspends when a socket would block, so a fast tunnel would otherwise starve its neighbours.
 constexpr std::size_t kTurnBudget = 256 * 1024;
+// Consecutive reads that fill the buffer before a direction counts as bulk and gets the larger
+// buffer: a handshake flight or a single burst should not cost the extra memory.
+constexpr int kFullReadsBeforeBulk = 4;
 
-// Moves through a user-space buffer with recv/send. MSG_NOSIGNAL: a reset peer is an error
-// value, not a SIGPIPE.
-class BufferMover {
- public:
-  explicit BufferMover(std::size_t size) : buffer_(new std::byte[size]), size_(size) {}
-  bool ready() const { return true; }
-  ssize_t fill(int from) {
-    offset_ = 0;
-    return ::recv(from, buffer_.get(), size_, MSG_DONTWAIT);
-  }
-  ssize_t drain(int to, std::size_t held) {
-    const ssize_t put = ::send(to, buffer_.get() + offset_, held, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (put > 0) offset_ += static_cast<std::size_t>(put);
-    return put;
-  }
-
- private:
-  std::unique_ptr<std::byte[]> buffer_;
-  std::size_t size_;
-  std::size_t offset_ = 0;
-};
-
-// Moves socket → pipe → socket with splice(2): the kernel passes page references instead of
-// copying through user space. The pipe is shrunk to the relay buffer size to keep the bound.
-class SpliceMover {
- public:
-  explicit SpliceMover(std::size_t capacity) {
-    int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return;
-    read_ = fds[0];
-    write_ = fds[1];
-    const int set = ::fcntl(write_, F_SETPIPE_SZ, static_cast<int>(capacity));
-    capacity_ = set > 0 ? static_cast<std::size_t>(set) : capacity;
-  }
-  ~SpliceMover() {
-    if (read_ >= 0) ::close(read_);
-    if (write_ >= 0) ::close(write_);
-  }
-  SpliceMover(const SpliceMover&) = delete;
-  SpliceMover& operator=(const SpliceMover&) = delete;
-
-  bool ready() const { return read_ >= 0; }
-  ssize_t fill(int from) {
-    return ::splice(from, nullptr, write_, nullptr, capacity_, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  }
-  ssize_t drain(int to, std::size_t held) {
-    return ::splice(read_, nullptr, to, nullptr, held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-  }
-
- private:
-  int read_ = -1;
-  int write_ = -1;
-  std::size_t capacity_ = 0;
-};
-
-// One direction between two sockets: non-blocking syscalls first, and a reactor wait only when
-// a socket would block. That skips a scheduler round trip per chunk, which is most of the cost
-// of the generic pump on a fast tunnel. The mover's hold is drained before the next fill, so
-// the bound is the mover's size.
-template <class Mover>
+// One direction between two sockets, non-blocking recv/send first and a reactor wait only when a
+// socket would block. That skips a scheduler round trip per chunk, which is most of what the
+// generic pump costs over the syscalls themselves. A chunk is fully sent before the next recv,
+// so the buffer is the bound. MSG_NOSIGNAL: a reset peer is an error value, not a SIGPIPE.
 asio::awaitable<void> socket_pump(tcp::socket& from, tcp::socket& to, detail::RelaySession& session,
-                                  detail::Direction direction, Mover& mover) {
+                                  detail::Direction direction) {
   const bool from_client = direction == detail::Direction::kClientToUpstream;
+  std::size_t capacity = session.buffer_size();
+  std::unique_ptr<std::byte[]> buffer(new std::byte[capacity]);
+  int full_reads = 0;
+  std::size_t since_yield = 0;
   std::error_code ignored;
   from.native_non_blocking(true, ignored);
   to.native_non_blocking(true, ignored);
-  std::size_t since_yield = 0;
   for (;;) {
     if (since_yield >= kTurnBudget) {
       since_yield = 0;
       co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
       if (session.ending()) co_return;
     }
-    const ssize_t got = mover.fill(from.native_handle());
-    if (got == 0) {  // the mover is always drained first, so 0 is the peer's FIN
+    const ssize_t got = ::recv(from.native_handle(), buffer.get(), capacity, MSG_DONTWAIT);
+    if (got == 0) {
       if (!session.ending()) co_await RelayStreamTraits<tcp::socket>::half_close(to);
       co_return;
     }
@@ -286,18 +246,21 @@ asio::awaitable<void> socket_pump(tcp::socket& from, tcp::socket& to, detail::Re
       continue;
     }
     session.touch();
-    auto held = static_cast<std::size_t>(got);
-    while (held > 0) {
-      const ssize_t put = mover.drain(to.native_handle(), held);
+    const auto count = static_cast<std::size_t>(got);
+    full_reads = count == capacity ? full_reads + 1 : 0;
+    std::size_t sent = 0;
+    while (sent < count) {
+      const ssize_t put = ::send(to.native_handle(), buffer.get() + sent, count - sent,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
       if (put > 0) {
-        held -= static_cast<std::size_t>(put);
+        sent += static_cast<std::size_t>(put);
         since_yield += static_cast<std::size_t>(put);
         session.moved(direction, static_cast<std::size_t>(put));
         continue;
       }
       const int err = put == 0 ? EPIPE : errno;
       if (err == EINTR) continue;
-      if (err != EAGAIN) {  // == EWOULDBLOCK on Linux
+      if (err != EAGAIN) {
         session.io_error(!from_client, errno_code(err));
         co_return;
       }
@@ -308,12 +271,16 @@ asio::awaitable<void> socket_pump(tcp::socket& from, tcp::socket& to, detail::Re
         co_return;
       }
     }
+    // The buffer is empty here, so it can be swapped for the bulk one.
+    if (full_reads >= kFullReadsBeforeBulk && capacity < session.bulk_buffer_size()) {
+      capacity = session.bulk_buffer_size();
+      buffer.reset(new std::byte[capacity]);
+    }
   }
 }
 
 asio::awaitable<void> tcp_pump(tcp::socket& from, tcp::socket& to, detail::RelaySession& session,
-                               detail::Direction direction, std::vector<std::byte> initial,
-                               bool use_splice) {
+                               detail::Direction direction, std::vector<std::byte> initial) {
   const bool from_client = direction == detail::Direction::kClientToUpstream;
   co_await asio::this_coro::throw_if_cancelled(false);
   try {
@@ -326,16 +293,7 @@ asio::awaitable<void> tcp_pump(tcp::socket& from, tcp::socket& to, detail::Relay
         co_return;
       }
     }
-    if (use_splice) {
-      SpliceMover mover(session.buffer_size());
-      // Out of descriptors for the pipe: the buffered path needs none.
-      if (mover.ready()) {
-        co_await socket_pump(from, to, session, direction, mover);
-        co_return;
-      }
-    }
-    BufferMover mover(session.buffer_size());
-    co_await socket_pump(from, to, session, direction, mover);
+    co_await socket_pump(from, to, session, direction);
   } catch (const std::exception&) {
     session.io_error(from_client, std::make_error_code(std::errc::not_enough_memory));
   }
@@ -356,10 +314,8 @@ asio::awaitable<RelayStats> relay(tcp::socket& client, tcp::socket& upstream, Re
     detail::RelaySession session(options, executor, close_both);
     co_return co_await detail::run_relay(
         session, tcp_pump(client, upstream, session, detail::Direction::kClientToUpstream,
-                          std::vector<std::byte>(initial.begin(), initial.end()),
-                          options.use_splice) &&
-                     tcp_pump(upstream, client, session, detail::Direction::kUpstreamToClient, {},
-                              options.use_splice));
+                          std::vector<std::byte>(initial.begin(), initial.end())) &&
+                     tcp_pump(upstream, client, session, detail::Direction::kUpstreamToClient, {}));
   } catch (const std::exception&) {
     // Only allocation can fail before the relay runs.
   }

@@ -137,10 +137,13 @@ Resolver::Resolver(ResolverOptions options, LookupFunction lookup)
     : options_(options), lookup_(lookup ? std::move(lookup) : LookupFunction(system_lookup)) {
   const std::size_t count = std::max<std::size_t>(options_.threads, 1);
   threads_.reserve(count);
-  for (std::size_t i = 0; i < count; ++i) threads_.emplace_back([this] { worker_loop(); });
+  for (std::size_t i = 0; i < count; ++i)
+    threads_.emplace_back([this] { worker_loop(); });
 }
 
-Resolver::~Resolver() { shutdown(); }
+Resolver::~Resolver() {
+  shutdown();
+}
 
 std::size_t Resolver::pending() const {
   std::lock_guard lock(mutex_);
@@ -156,8 +159,8 @@ void Resolver::shutdown() {
   }
   wake_.notify_all();
   for (const std::shared_ptr<Lookup>& lookup : orphans) {
-    finish(lookup, resolution_failed(lookup->host, lookup->port, Errc::kUnavailable,
-                                      "resolver shut down"));
+    finish(lookup,
+           resolution_failed(lookup->host, lookup->port, Errc::kUnavailable, "resolver shut down"));
   }
   for (std::thread& thread : threads_) {
     if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();

@@ -31,7 +31,9 @@ bool internal(const IpAddress& address, const SsrfOptions& options) {
   return policy::is_internal(address) && !loopback_admitted(address, options);
 }
 
-SsrfDenial deny(SsrfDenialKind kind, std::string detail) { return SsrfDenial{kind, std::move(detail)}; }
+SsrfDenial deny(SsrfDenialKind kind, std::string detail) {
+  return SsrfDenial{kind, std::move(detail)};
+}
 
 std::string control_plane_detail(uint16_t port) {
   return "port " + std::to_string(port) + " is a blocked control-plane port, connection rejected";
@@ -49,10 +51,13 @@ std::string address_detail(const DestinationPlan& plan, std::string_view what,
 // The kind a denial carries in each mode (spec §2.8 step 10).
 SsrfDenialKind denial_kind(DestinationMode mode) {
   switch (mode) {
-    case DestinationMode::kPublicOnly: return SsrfDenialKind::kInternalAddress;
+    case DestinationMode::kPublicOnly:
+      return SsrfDenialKind::kInternalAddress;
     case DestinationMode::kAllowlist:
-    case DestinationMode::kImplicitIp: return SsrfDenialKind::kAllowedIpsCheckFailed;
-    case DestinationMode::kDeclaredHost: return SsrfDenialKind::kDeclaredEndpointCheckFailed;
+    case DestinationMode::kImplicitIp:
+      return SsrfDenialKind::kAllowedIpsCheckFailed;
+    case DestinationMode::kDeclaredHost:
+      return SsrfDenialKind::kDeclaredEndpointCheckFailed;
   }
   return SsrfDenialKind::kInternalAddress;
 }
@@ -62,8 +67,8 @@ std::optional<SsrfDenial> check_address(const DestinationPlan& plan, const IpAdd
   switch (plan.mode) {
     case DestinationMode::kPublicOnly:
       if (internal(address, plan.options)) {
-        return deny(kind, address_detail(plan, "internal address ", address) +
-                              ", connection rejected");
+        return deny(kind,
+                    address_detail(plan, "internal address ", address) + ", connection rejected");
       }
       // Loopback admitted by the operator still keeps the node's control plane closed.
       if (loopback_admitted(address, plan.options) && is_control_plane_port(plan.port)) {
@@ -100,13 +105,12 @@ SsrfResult<DestinationPlan> parse_allowlist(DestinationPlan plan,
   for (const std::string& entry : entries) {
     std::optional<Cidr> cidr = Cidr::parse(entry);
     if (!cidr) {
-      return deny(SsrfDenialKind::kInvalidAllowedIps,
-                  "allowed_ips entry '" + entry + "' is not an IP address or CIDR");
+      return deny(SsrfDenialKind::kInvalidAllowedIps, "invalid CIDR/IP in allowed_ips: " + entry);
     }
     if (policy::overlaps_always_blocked(*cidr)) {
       return deny(SsrfDenialKind::kInvalidAllowedIps,
-                  "allowed_ips entry '" + entry +
-                      "' overlaps an always-blocked range (loopback, link-local, unspecified)");
+                  "allowed_ips entry " + entry +
+                      " falls within always-blocked range (loopback/link-local/unspecified)");
     }
     plan.allowlist.push_back(*cidr);
   }
@@ -123,20 +127,28 @@ bool is_control_plane_port(uint16_t port) {
 
 std::string_view destination_mode_name(DestinationMode mode) {
   switch (mode) {
-    case DestinationMode::kPublicOnly: return "public-only";
-    case DestinationMode::kAllowlist: return "allowlist";
-    case DestinationMode::kImplicitIp: return "implicit-ip";
-    case DestinationMode::kDeclaredHost: return "declared-host";
+    case DestinationMode::kPublicOnly:
+      return "public-only";
+    case DestinationMode::kAllowlist:
+      return "allowlist";
+    case DestinationMode::kImplicitIp:
+      return "implicit-ip";
+    case DestinationMode::kDeclaredHost:
+      return "declared-host";
   }
   return "unknown";
 }
 
 std::string_view ssrf_denial_kind_text(SsrfDenialKind kind) {
   switch (kind) {
-    case SsrfDenialKind::kInternalAddress: return "internal address";
-    case SsrfDenialKind::kAllowedIpsCheckFailed: return "allowed_ips check failed";
-    case SsrfDenialKind::kInvalidAllowedIps: return "invalid allowed_ips in policy";
-    case SsrfDenialKind::kDeclaredEndpointCheckFailed: return "declared endpoint check failed";
+    case SsrfDenialKind::kInternalAddress:
+      return "internal address";
+    case SsrfDenialKind::kAllowedIpsCheckFailed:
+      return "allowed_ips check failed";
+    case SsrfDenialKind::kInvalidAllowedIps:
+      return "invalid allowed_ips in policy";
+    case SsrfDenialKind::kDeclaredEndpointCheckFailed:
+      return "declared endpoint check failed";
   }
   return "internal address";
 }

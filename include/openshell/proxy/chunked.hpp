@@ -18,8 +18,8 @@ inline constexpr size_t kMaxChunkTrailerBytes = 16384;
 inline constexpr uint64_t kMaxChunkSize = 0x7fff'ffff'ffff'ffffULL;
 
 enum class ChunkedError {
-  kInvalidChunkSize,       // empty or non-hex chunk size
-  kChunkSizeOverflow,      //
+  kInvalidChunkSize,  // empty or non-hex chunk size
+  kChunkSizeOverflow,
   kChunkLineTooLong,       // > kMaxChunkLineBytes
   kInvalidChunkExtension,  // control byte in an extension
   kBadLineEnding,          // bare LF, or CR not followed by LF

@@ -24,13 +24,13 @@ inline constexpr size_t kTunnelRequestHeadLimit = 16384;
 inline constexpr uint64_t kMaxContentLength = 0x7fff'ffff'ffff'ffffULL;
 
 enum class HeadError {
-  kHeadTooLarge,              // 431 on the proxy's own requests
-  kBadLineEnding,             // bare LF, or CR not followed by LF
-  kInvalidUtf8,               //
-  kMalformedRequestLine,      // not exactly METHOD SP target SP HTTP/x.y
-  kUnsupportedVersion,        // HTTP/x.y other than 1.0 and 1.1
-  kMissingHost,               // HTTP/1.1 without Host
-  kMultipleHost,              //
+  kHeadTooLarge,   // 431 on the proxy's own requests
+  kBadLineEnding,  // bare LF, or CR not followed by LF
+  kInvalidUtf8,
+  kMalformedRequestLine,  // not exactly METHOD SP target SP HTTP/x.y
+  kUnsupportedVersion,    // HTTP/x.y other than 1.0 and 1.1
+  kMissingHost,           // HTTP/1.1 without Host
+  kMultipleHost,
   kObsFold,                   // continuation line
   kMalformedHeader,           // missing ':', whitespace before ':', non-token name
   kInvalidHeaderValue,        // control byte other than HTAB

@@ -64,8 +64,9 @@ struct SsrfDenial {
 template <class T>
 class [[nodiscard]] SsrfResult {
  public:
-  SsrfResult(T value) : state_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-  SsrfResult(SsrfDenial denial) : state_(std::move(denial)) {}  // NOLINT(google-explicit-constructor)
+  SsrfResult(T value) : state_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  SsrfResult(SsrfDenial denial)
+      : state_(std::move(denial)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return state_.index() == 0; }
   explicit operator bool() const { return ok(); }

@@ -287,6 +287,26 @@ TEST_CASE("glob_warnings: the reference's messages", "[glob]") {
   CHECK_THAT(long_pattern[0], Catch::Contains("matched as plain text"));
 }
 
+TEST_CASE("glob: programs longer than one 64-state word", "[glob]") {
+  // The wildcards sit far apart, so the part between them compiles to well over 64 states.
+  const std::string middle(90, 'm');
+  const std::string pattern = "/a/*/" + middle + "/**/" + middle + "/?/z";
+  CHECK(path_glob(pattern, "/a/x/" + middle + "/" + middle + "/q/z"));
+  CHECK(path_glob(pattern, "/a//" + middle + "/p/q/r/" + middle + "/q/z"));
+  CHECK_FALSE(path_glob(pattern, "/a/x/y/" + middle + "/" + middle + "/q/z"));
+  CHECK_FALSE(path_glob(pattern, "/a/x/" + middle + "/" + middle + "/qq/z"));
+  CHECK_FALSE(path_glob(pattern, "/a/x/" + middle + "m/" + middle + "/q/z"));
+  std::string components = "/**";
+  std::string value;
+  for (int i = 0; i < 40; ++i) {
+    components += "/c/**";
+    value += "/c/d";
+  }
+  CHECK(path_glob(components + "/e", value + "/e"));
+  CHECK(path_glob(components + "/e", "/x" + value + "/y/e"));
+  CHECK_FALSE(path_glob(components + "/e", value.substr(4) + "/e"));  // one `c` short
+}
+
 TEST_CASE("glob: very long patterns are plain text", "[glob]") {
   const std::string pattern = "/" + std::string(1500, '*');
   CHECK(path_glob(pattern, pattern));

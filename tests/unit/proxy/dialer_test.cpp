@@ -194,8 +194,7 @@ TEST_CASE("dialer: a timed-out address is followed by the next", "[dialer]") {
 TEST_CASE("dialer: refused plus timed out is reported as refused", "[dialer]") {
   IoThread io;
   BlackHole hole(io.io(), kLoopback4);
-  DialResult result =
-      run_dial(io.io(), {hole.endpoint(), closed_port(io.io(), kLoopback4)}, 150ms);
+  DialResult result = run_dial(io.io(), {hole.endpoint(), closed_port(io.io(), kLoopback4)}, 150ms);
   REQUIRE_FALSE(result.ok());
   CHECK(result.failure == DialFailure::kRefused);
 }
@@ -222,8 +221,7 @@ TEST_CASE("dialer: cancellation ends a hanging dial", "[dialer]") {
 
 TEST_CASE("dialer: address conversions", "[dialer]") {
   using openshell::policy::IpAddress;
-  const std::vector<IpAddress> addresses{*IpAddress::parse("127.0.0.1"),
-                                         *IpAddress::parse("::1"),
+  const std::vector<IpAddress> addresses{*IpAddress::parse("127.0.0.1"), *IpAddress::parse("::1"),
                                          *IpAddress::parse("::ffff:127.0.0.2")};
   const std::vector<tcp::endpoint> endpoints = openshell::proxy::to_endpoints(addresses, 8443);
   REQUIRE(endpoints.size() == 3);

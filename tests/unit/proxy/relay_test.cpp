@@ -1,6 +1,6 @@
 // Relay: data both ways, pipelined initial bytes, half-close, idle timeout, byte counts, bounded
-// memory under a slow reader, errors, external shutdown and cancellation; buffered and splice
-// paths, plus a non-socket AsyncStream through the template. Loopback sockets only.
+// memory under a slow reader, errors, external shutdown and cancellation; the plain-TCP path and
+// the AsyncStream template, plus a non-socket stream. Loopback sockets only.
 #include "openshell/proxy/relay.hpp"
 
 #include <poll.h>
@@ -83,7 +83,8 @@ bool wait_fd(int fd, short events, std::chrono::milliseconds timeout) {
   return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
 }
 
-std::string recv_exact(tcp::socket& socket, std::size_t count, std::chrono::milliseconds timeout = 5s) {
+std::string recv_exact(tcp::socket& socket, std::size_t count,
+                       std::chrono::milliseconds timeout = 5s) {
   std::string out;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   char buffer[65536];
@@ -143,13 +144,18 @@ struct Tunnel {
   tcp::socket& client_peer() { return client_side.near; }
   tcp::socket& upstream_peer() { return upstream_side.far; }
 
-  void start(RelayOptions options, std::string initial = {},
+  // `generic`: through the AsyncStream template instead of the plain-TCP fast path.
+  void start(bool generic, RelayOptions options = {}, std::string initial = {},
              asio::cancellation_slot slot = {}) {
     done = asio::co_spawn(
         relay_io.io(),
-        [this, options, initial = std::move(initial)]() -> asio::awaitable<RelayStats> {
-          const std::span<const std::byte> bytes(
-              reinterpret_cast<const std::byte*>(initial.data()), initial.size());
+        [this, generic, options, initial = std::move(initial)]() -> asio::awaitable<RelayStats> {
+          const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(initial.data()),
+                                                 initial.size());
+          if (generic) {
+            co_return co_await openshell::proxy::relay<tcp::socket, tcp::socket>(
+                client_side.far, upstream_side.near, options, bytes);
+          }
           co_return co_await openshell::proxy::relay(client_side.far, upstream_side.near, options,
                                                      bytes);
         },
@@ -162,19 +168,13 @@ struct Tunnel {
   }
 };
 
-RelayOptions options_with(bool splice) {
-  RelayOptions options;
-  options.use_splice = splice;
-  return options;
-}
-
 }  // namespace
 
 TEST_CASE("relay: bytes both ways, half-close, counters", "[relay]") {
-  const bool splice = GENERATE(false, true);
-  INFO("splice: " << splice);
+  const bool generic = GENERATE(false, true);
+  INFO("template path: " << generic);
   Tunnel t;
-  t.start(options_with(splice));
+  t.start(generic);
 
   send_all(t.client_peer(), "hello");
   CHECK(recv_exact(t.upstream_peer(), 5) == "hello");
@@ -199,9 +199,9 @@ TEST_CASE("relay: bytes both ways, half-close, counters", "[relay]") {
 }
 
 TEST_CASE("relay: upstream closing first is passed on the same way", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   Tunnel t;
-  t.start(options_with(splice));
+  t.start(generic);
   send_all(t.upstream_peer(), "banner");
   t.upstream_peer().shutdown(tcp::socket::shutdown_send);
   CHECK(recv_exact(t.client_peer(), 6) == "banner");
@@ -216,10 +216,10 @@ TEST_CASE("relay: upstream closing first is passed on the same way", "[relay]") 
 }
 
 TEST_CASE("relay: pipelined initial bytes go first", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   Tunnel t;
   send_all(t.client_peer(), " and then more");  // already waiting in the socket
-  t.start(options_with(splice), "\x16\x03\x01 initial");
+  t.start(generic, {}, "\x16\x03\x01 initial");
   CHECK(recv_exact(t.upstream_peer(), 25) == "\x16\x03\x01 initial and then more");
   t.client_peer().shutdown(tcp::socket::shutdown_send);
   t.upstream_peer().shutdown(tcp::socket::shutdown_send);
@@ -228,12 +228,12 @@ TEST_CASE("relay: pipelined initial bytes go first", "[relay]") {
 }
 
 TEST_CASE("relay: idle timeout closes both sides", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   Tunnel t;
-  RelayOptions options = options_with(splice);
+  RelayOptions options;
   options.idle_timeout = 200ms;
   const auto begin = std::chrono::steady_clock::now();
-  t.start(options);
+  t.start(generic, options);
   RelayStats stats = t.finish(5s);
   const auto elapsed = std::chrono::steady_clock::now() - begin;
   CHECK(stats.end == RelayEnd::kIdleTimeout);
@@ -244,11 +244,11 @@ TEST_CASE("relay: idle timeout closes both sides", "[relay]") {
 }
 
 TEST_CASE("relay: traffic in either direction keeps a tunnel alive", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   Tunnel t;
-  RelayOptions options = options_with(splice);
+  RelayOptions options;
   options.idle_timeout = 300ms;
-  t.start(options);
+  t.start(generic, options);
   for (int i = 0; i < 8; ++i) {  // 8 × 100 ms: well past one idle period
     std::this_thread::sleep_for(100ms);
     if (i % 2 == 0) {
@@ -267,9 +267,9 @@ TEST_CASE("relay: traffic in either direction keeps a tunnel alive", "[relay]") 
 }
 
 TEST_CASE("relay: bulk data both ways at once", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   Tunnel t;
-  t.start(options_with(splice));
+  t.start(generic);
   const std::string up = pattern(8 << 20, 1);
   const std::string down = pattern(6 << 20, 2);
   std::string got_up;
@@ -295,10 +295,10 @@ TEST_CASE("relay: bulk data both ways at once", "[relay]") {
 }
 
 TEST_CASE("relay: a slow reader stalls the writer instead of growing memory", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   constexpr int kSocketBuffer = 32 * 1024;  // the kernel doubles it
   Tunnel t(kSocketBuffer);
-  t.start(options_with(splice));
+  t.start(generic);
 
   // Write until the writer has been blocked for a while: the upstream peer reads nothing.
   const std::string chunk = pattern(64 * 1024, 3);
@@ -331,9 +331,9 @@ TEST_CASE("relay: a slow reader stalls the writer instead of growing memory", "[
 }
 
 TEST_CASE("relay: an upstream reset ends the relay with an error", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   Tunnel t;
-  t.start(options_with(splice));
+  t.start(generic);
   send_all(t.client_peer(), "ping");
   CHECK(recv_exact(t.upstream_peer(), 4) == "ping");
   t.upstream_peer().set_option(asio::socket_base::linger(true, 0));
@@ -345,9 +345,9 @@ TEST_CASE("relay: an upstream reset ends the relay with an error", "[relay]") {
 }
 
 TEST_CASE("relay: a client reset ends the relay with an error", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   Tunnel t;
-  t.start(options_with(splice));
+  t.start(generic);
   t.client_peer().set_option(asio::socket_base::linger(true, 0));
   t.client_peer().close();
   RelayStats stats = t.finish();
@@ -356,12 +356,12 @@ TEST_CASE("relay: a client reset ends the relay with an error", "[relay]") {
 }
 
 TEST_CASE("relay: RelayShutdown ends live tunnels and refuses new ones", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   openshell::proxy::RelayShutdown shutdown;
-  RelayOptions options = options_with(splice);
+  RelayOptions options;
   options.shutdown = &shutdown;
   Tunnel t;
-  t.start(options);
+  t.start(generic, options);
   send_all(t.client_peer(), "x");
   CHECK(recv_exact(t.upstream_peer(), 1) == "x");
   CHECK(shutdown.active() == 1);
@@ -374,16 +374,16 @@ TEST_CASE("relay: RelayShutdown ends live tunnels and refuses new ones", "[relay
   CHECK(sees_end(t.upstream_peer()));
 
   Tunnel late;
-  late.start(options);
+  late.start(generic, options);
   CHECK(late.finish(2s).end == RelayEnd::kCancelled);
   CHECK(sees_end(late.client_peer()));
 }
 
 TEST_CASE("relay: the awaiting coroutine's cancellation ends it", "[relay]") {
-  const bool splice = GENERATE(false, true);
+  const bool generic = GENERATE(false, true);
   Tunnel t;
   asio::cancellation_signal signal;
-  t.start(options_with(splice), {}, signal.slot());
+  t.start(generic, {}, {}, signal.slot());
   send_all(t.client_peer(), "abc");
   CHECK(recv_exact(t.upstream_peer(), 3) == "abc");
   asio::post(t.relay_io.io(), [&signal] { signal.emit(asio::cancellation_type::terminal); });

@@ -28,11 +28,13 @@ using namespace std::chrono_literals;
 using openshell::Errc;
 using openshell::Result;
 using openshell::policy::IpAddress;
-using openshell::proxy::ResolveResult;
 using openshell::proxy::Resolver;
+using openshell::proxy::ResolveResult;
 using openshell::proxy::ResolverOptions;
 
-IpAddress ip(const char* text) { return *IpAddress::parse(text); }
+IpAddress ip(const char* text) {
+  return *IpAddress::parse(text);
+}
 
 // Runs an io_context on its own thread for the length of a test.
 class IoThread {
@@ -211,7 +213,8 @@ TEST_CASE("resolver: a slow lookup does not block others", "[resolver]") {
   auto slow = start(io.io(), resolver, "slow.test");
   REQUIRE(gate.wait_for_waiters(1));
   std::vector<std::future<ResolveResult>> fast;
-  for (int i = 0; i < 20; ++i) fast.push_back(start(io.io(), resolver, "fast.test"));
+  for (int i = 0; i < 20; ++i)
+    fast.push_back(start(io.io(), resolver, "fast.test"));
   for (auto& future : fast) {
     REQUIRE(future.wait_for(2s) == std::future_status::ready);
     ResolveResult result = future.get();
@@ -231,11 +234,12 @@ TEST_CASE("resolver: a hung lookup times out, its worker finishes later", "[reso
   ResolverOptions options;
   options.threads = 1;
   options.timeout = 150ms;
-  Resolver resolver(options, [&](const std::string& host, uint16_t) -> Result<std::vector<IpAddress>> {
-    ++calls;
-    if (host == "hung.test") gate.wait();
-    return std::vector<IpAddress>{ip("127.0.0.1")};
-  });
+  Resolver resolver(options,
+                    [&](const std::string& host, uint16_t) -> Result<std::vector<IpAddress>> {
+                      ++calls;
+                      if (host == "hung.test") gate.wait();
+                      return std::vector<IpAddress>{ip("127.0.0.1")};
+                    });
   IoThread io;
   const auto begin = std::chrono::steady_clock::now();
   auto hung = start(io.io(), resolver, "hung.test", 443);
@@ -265,10 +269,11 @@ TEST_CASE("resolver: a full queue rejects instead of growing", "[resolver]") {
   ResolverOptions options;
   options.threads = 1;
   options.max_pending = 2;
-  Resolver resolver(options, [&](const std::string& host, uint16_t) -> Result<std::vector<IpAddress>> {
-    if (host == "block.test") gate.wait();
-    return std::vector<IpAddress>{ip("127.0.0.1")};
-  });
+  Resolver resolver(options,
+                    [&](const std::string& host, uint16_t) -> Result<std::vector<IpAddress>> {
+                      if (host == "block.test") gate.wait();
+                      return std::vector<IpAddress>{ip("127.0.0.1")};
+                    });
   IoThread io;
   auto running = start(io.io(), resolver, "block.test");
   REQUIRE(gate.wait_for_waiters(1));
@@ -344,7 +349,8 @@ TEST_CASE("resolver: shutdown fails queued lookups and refuses new ones", "[reso
   auto running = start(io.io(), resolver, "running.test");
   REQUIRE(gate.wait_for_waiters(1));
   auto queued = start(io.io(), resolver, "queued.test", 443);
-  while (resolver.pending() == 0) std::this_thread::sleep_for(1ms);
+  while (resolver.pending() == 0)
+    std::this_thread::sleep_for(1ms);
 
   std::thread stopper([&] { resolver.shutdown(); });  // joins: waits for the running lookup
   ResolveResult r = get(queued);

@@ -1,0 +1,41 @@
+// Operator settings of the proxy. Every limit and timeout is named here with the reason for its
+// default; flags of `openshell proxy` map onto these fields one to one.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace openshell::proxy {
+
+// Spec §8 has no connection cap (a documented gap); 10,000 keeps one proxy within default fd
+// limits and memory (≤ 40 KiB per idle tunnel ⇒ ≈ 400 MiB worst case).
+inline constexpr size_t kDefaultMaxConnections = 10000;
+// A client that has not finished its request head by then is a slowloris, not a slow network.
+inline constexpr std::chrono::seconds kDefaultHeadTimeout{10};
+// Upstream connect per address; each resolved address gets this long before the next is tried.
+inline constexpr std::chrono::seconds kDefaultUpstreamConnectTimeout{10};
+// An idle tunnel or keep-alive connection is closed after this long without a byte either way.
+inline constexpr std::chrono::seconds kDefaultIdleTimeout{300};
+// SIGTERM/SIGINT: how long open connections may finish before they are cut.
+inline constexpr std::chrono::seconds kDefaultGrace{10};
+// Denials are summarised per (host, port, binary) over this window (spec §7.2).
+inline constexpr std::chrono::seconds kDenialWindow{10};
+
+struct ProxyOptions {
+  std::vector<std::string> listen{"127.0.0.1:3128"};
+  size_t threads = 0;  // 0: one per core
+  size_t resolver_threads = 4;
+  size_t max_connections = kDefaultMaxConnections;
+  std::chrono::milliseconds head_timeout = kDefaultHeadTimeout;
+  std::chrono::milliseconds connect_timeout = kDefaultUpstreamConnectTimeout;
+  std::chrono::milliseconds idle_timeout = kDefaultIdleTimeout;
+  std::chrono::milliseconds grace = kDefaultGrace;
+  std::chrono::milliseconds denial_window = kDenialWindow;
+  bool allow_loopback_upstream = false;
+  // Without an identity source `binaries` are not evaluated; with this set, deny instead.
+  bool require_identity = false;
+};
+
+}  // namespace openshell::proxy

@@ -1,0 +1,50 @@
+// The egress proxy server: listeners, worker threads, connection limit, denial summaries and
+// graceful shutdown. Policy comes from a PolicyStore the caller owns (and may push into).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "openshell/core/log.hpp"
+#include "openshell/core/result.hpp"
+#include "openshell/proxy/denials.hpp"
+#include "openshell/proxy/options.hpp"
+#include "openshell/proxy/policy_store.hpp"
+
+namespace openshell::proxy {
+
+class ProxyServer {
+ public:
+  ProxyServer(ProxyOptions options, PolicyStore& store, std::shared_ptr<core::Logger> logger);
+  ~ProxyServer();
+  ProxyServer(const ProxyServer&) = delete;
+  ProxyServer& operator=(const ProxyServer&) = delete;
+
+  // Binds every --listen address; the error names the address that failed.
+  Result<void> bind();
+  // "ip:port" of each listener as bound (port 0 resolved to the kernel's choice).
+  std::vector<std::string> bound_addresses() const;
+  // Starts the worker threads and accept loops.
+  void start();
+  // Stops accepting, lets open connections finish for up to `grace`, then cuts the rest and
+  // joins the threads. Idempotent.
+  void shutdown(std::chrono::milliseconds grace);
+
+  size_t active_connections() const;
+  DenialAggregator& denials();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Parses a --listen value: "IP:PORT", "[IPv6]:PORT", or an address alone (port 3128).
+struct ListenAddress {
+  std::string ip;
+  uint16_t port = 0;
+};
+Result<ListenAddress> parse_listen_address(std::string_view text);
+
+}  // namespace openshell::proxy

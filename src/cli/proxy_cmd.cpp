@@ -1,0 +1,185 @@
+// `openshell proxy`: the egress filter alone. Starts deny-all unless --policy is given; SIGHUP
+// reloads the policy file, SIGTERM/SIGINT drain and exit 0.
+#include <fmt/core.h>
+#include <signal.h>
+
+#include <chrono>
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "log_flags.hpp"
+#include "openshell/core/events.hpp"
+#include "openshell/policy/loader.hpp"
+#include "openshell/proxy/server.hpp"
+
+namespace openshell::cli {
+
+namespace {
+
+struct ProxyFlags {
+  proxy::ProxyOptions options;
+  std::string policy_file;
+  LogFlags log;
+  double head_timeout = 0;
+  double connect_timeout = 0;
+  double idle_timeout = 0;
+  double grace = 0;
+};
+
+std::chrono::milliseconds seconds(double value) {
+  return std::chrono::milliseconds(static_cast<int64_t>(value * 1000));
+}
+
+// Loads --policy into the store; every diagnostic is logged with its location.
+bool load_policy_file(core::Logger& log, proxy::PolicyStore& store, const std::string& file) {
+  const policy::LoadResult loaded = policy::load_policy_file(file);
+  for (const auto& d : loaded.diagnostics) {
+    const std::string where =
+        d.location.line > 0 ? fmt::format("{}:{}:{}", file, d.location.line, d.location.column)
+                            : file;
+    if (d.severity == policy::Severity::kError) {
+      log.error("{}: {}", where, d.to_string());
+    } else {
+      log.warn("{}: {}", where, d.to_string());
+    }
+  }
+  if (!loaded.ok()) return false;
+  const uint64_t generation = store.push_document(*loaded.document);
+  log.emit(core::events::policy_loaded(generation, file));
+  return true;
+}
+
+int run_proxy(ProxyFlags& flags) {
+  auto installed = flags.log.install();
+  if (!installed.ok()) {
+    fmt::print(stderr, "openshell proxy: {}\n", installed.error().message);
+    return kExitFailure;
+  }
+  core::Logger& log = **installed;
+  proxy::ProxyOptions& options = flags.options;
+  options.head_timeout = seconds(flags.head_timeout);
+  options.connect_timeout = seconds(flags.connect_timeout);
+  options.idle_timeout = seconds(flags.idle_timeout);
+  options.grace = seconds(flags.grace);
+
+  proxy::PolicyStore store;
+  if (flags.policy_file.empty()) {
+    log.info(
+        "no --policy given: starting deny-all; every connection is refused until a policy "
+        "is loaded");
+  } else if (!load_policy_file(log, store, flags.policy_file)) {
+    log.error("{}: policy not loaded; refusing to start", flags.policy_file);
+    return kExitFailure;
+  }
+  if (options.allow_loopback_upstream) {
+    log.warn(
+        "--allow-loopback-upstream: the SSRF guard admits 127.0.0.0/8 and ::1 upstreams; "
+        "any local service the policy names is reachable through this proxy. For local "
+        "testing only.");
+  }
+  if (options.require_identity) {
+    log.warn(
+        "--require-identity: this proxy has no identity source, so every connection is "
+        "denied");
+  } else {
+    log.info(
+        "no process identity source: `binaries` in policies are not evaluated "
+        "(--require-identity denies instead)");
+  }
+
+  // Signals are taken synchronously by this thread: block them before any worker thread starts
+  // so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  proxy::ProxyServer server(options, store, *installed);
+  if (auto bound = server.bind(); !bound.ok()) {
+    log.error("{}", bound.error().message);
+    return kExitFailure;
+  }
+  server.start();
+  for (const std::string& address : server.bound_addresses()) {
+    log.emit(core::events::app_lifecycle(core::AppActivity::kStart, "proxy listening on " + address)
+                 .with_field("listen", address));
+  }
+
+  for (;;) {
+    int signal_number = 0;
+    if (sigwait(&signals, &signal_number) != 0) continue;
+    if (signal_number == SIGHUP) {
+      if (flags.policy_file.empty()) {
+        log.warn("SIGHUP: no --policy file to reload; still deny-all");
+      } else if (!load_policy_file(log, store, flags.policy_file)) {
+        log.error("SIGHUP: {} is invalid; generation {} stays active", flags.policy_file,
+                  store.generation());
+      }
+      continue;
+    }
+    log.emit(core::events::app_lifecycle(
+        core::AppActivity::kStop,
+        fmt::format("signal {}: draining for up to {} s", signal_number, flags.grace)));
+    server.shutdown(options.grace);
+    log.emit(core::events::app_lifecycle(core::AppActivity::kStop, "proxy stopped"));
+    return kExitOk;
+  }
+}
+
+}  // namespace
+
+void add_proxy_command(CLI::App& root, Action& action) {
+  auto flags = std::make_shared<ProxyFlags>();
+  proxy::ProxyOptions& o = flags->options;
+  CLI::App* app = root.add_subcommand(
+      "proxy",
+      "Run the egress proxy alone: CONNECT and forward HTTP, policy-enforced, deny-all "
+      "until a policy is loaded");
+  o.listen.clear();
+  app->add_option("--listen", o.listen,
+                  "IP:PORT or [IPv6]:PORT to listen on (repeatable; default 127.0.0.1:3128)");
+  app->add_option("--policy", flags->policy_file,
+                  "Policy file (YAML or JSON); SIGHUP reloads it. Without it: deny-all")
+      ->check(CLI::ExistingFile);
+  flags->log.add_to(*app);
+  app->add_option("--threads", o.threads, "I/O worker threads (default: one per core)")
+      ->check(CLI::Range(0, 256));
+  app->add_option("--max-connections", o.max_connections,
+                  "Concurrent client connections; past it new ones get 503")
+      ->check(CLI::Range(1, 1000000))
+      ->default_val(proxy::kDefaultMaxConnections);
+  app->add_option("--head-timeout", flags->head_timeout,
+                  "Seconds a client has to send a complete request head")
+      ->check(CLI::PositiveNumber)
+      ->default_val(std::chrono::duration<double>(proxy::kDefaultHeadTimeout).count());
+  app->add_option("--connect-timeout", flags->connect_timeout,
+                  "Seconds per upstream address to connect")
+      ->check(CLI::PositiveNumber)
+      ->default_val(std::chrono::duration<double>(proxy::kDefaultUpstreamConnectTimeout).count());
+  app->add_option("--idle-timeout", flags->idle_timeout,
+                  "Seconds a tunnel or keep-alive connection may stay silent")
+      ->check(CLI::PositiveNumber)
+      ->default_val(std::chrono::duration<double>(proxy::kDefaultIdleTimeout).count());
+  app->add_option("--grace", flags->grace,
+                  "Seconds open connections may finish after SIGTERM/SIGINT")
+      ->check(CLI::NonNegativeNumber)
+      ->default_val(std::chrono::duration<double>(proxy::kDefaultGrace).count());
+  app->add_option("--resolver-threads", o.resolver_threads,
+                  "Threads for DNS lookups (one slow lookup never blocks the others)")
+      ->check(CLI::Range(1, 64))
+      ->default_val(4);
+  app->add_flag("--allow-loopback-upstream", o.allow_loopback_upstream,
+                "Let the SSRF guard admit loopback upstreams (local testing only; warns)");
+  app->add_flag("--require-identity", o.require_identity,
+                "Deny when no process identity is available instead of ignoring `binaries`");
+  app->callback([&action, flags] {
+    if (flags->options.listen.empty()) flags->options.listen = {"127.0.0.1:3128"};
+    action = [flags] { return run_proxy(*flags); };
+  });
+}
+
+}  // namespace openshell::cli

@@ -1,0 +1,74 @@
+// One client connection: read the request head within the head timeout, then hand the
+// connection to the CONNECT or forward handler.
+#include <asio/this_coro.hpp>
+
+#include "context.hpp"
+#include "io.hpp"
+#include "openshell/core/events.hpp"
+#include "openshell/proxy/http_response.hpp"
+
+namespace openshell::proxy::detail {
+
+asio::awaitable<std::optional<RequestHead>> read_request_head(ProxyContext& context,
+                                                              SocketReader& reader,
+                                                              bool between_requests) {
+  RequestHeadParser parser(kProxyRequestHeadLimit);
+  const auto head_deadline = [&] { return Clock::now() + context.options.head_timeout; };
+  Clock::time_point deadline = between_requests && reader.pending().empty()
+                                   ? Clock::now() + context.options.idle_timeout
+                                   : head_deadline();
+  bool started = !reader.pending().empty();
+  for (;;) {
+    if (!reader.pending().empty()) {
+      if (!started) {
+        started = true;
+        deadline = head_deadline();
+      }
+      const auto progress = parser.feed(reader.pending());
+      reader.consume(progress.consumed);
+      if (progress.status == RequestHeadParser::Status::kComplete) {
+        co_return std::move(parser.head());
+      }
+      if (progress.status == RequestHeadParser::Status::kError) {
+        context.log.emit(core::Event::network(core::NetworkActivity::kOpen)
+                             .denied()
+                             .with_message("request rejected: " + parser.reason())
+                             .with_reason(std::string(head_error_name(parser.error()))));
+        (void)co_await write_all(reader.socket(), head_error_response(parser.error()),
+                                 context.options.head_timeout);
+        co_return std::nullopt;
+      }
+    }
+    const ReadOutcome read = co_await reader.fill(deadline);
+    if (read.error) co_return std::nullopt;  // closed, reset or too slow: nothing to answer
+  }
+}
+
+asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client) {
+  ConnectionInfo info;
+  info.cid = core::CorrelationId::next();
+  std::error_code ignored;
+  const auto peer = client.remote_endpoint(ignored);
+  info.peer_ip = peer.address().to_string();
+  info.peer_port = peer.port();
+  client.set_option(asio::ip::tcp::no_delay(true), ignored);
+
+  SocketReader reader(client);
+  std::optional<RequestHead> head = co_await read_request_head(context, reader, false);
+  if (!head) co_return;
+  std::string leftover(reader.pending());
+  if (head->is_connect()) {
+    co_await handle_connect(context, info, client, *head, std::move(leftover));
+  } else {
+    co_await handle_forward(context, info, client, std::move(*head), std::move(leftover));
+  }
+}
+
+void report_denial(ProxyContext& context, const ConnectionInfo& info, core::Event event,
+                   DenialEvent denial) {
+  event.with_cid(info.cid).with_src(info.peer_ip, info.peer_port);
+  context.log.emit(event);
+  context.denials.record(denial);
+}
+
+}  // namespace openshell::proxy::detail

@@ -1,0 +1,80 @@
+// Private to the proxy: what every connection handler shares (read-mostly; counters atomic).
+#pragma once
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <atomic>
+#include <optional>
+#include <string>
+
+#include "openshell/core/correlation.hpp"
+#include "openshell/core/log.hpp"
+#include "openshell/proxy/denials.hpp"
+#include "openshell/proxy/dialer.hpp"
+#include "openshell/proxy/http_head.hpp"
+#include "openshell/proxy/options.hpp"
+#include "openshell/proxy/policy_store.hpp"
+#include "openshell/proxy/relay.hpp"
+#include "openshell/proxy/resolver.hpp"
+#include "openshell/proxy/ssrf.hpp"
+
+namespace openshell::proxy::detail {
+
+struct ProxyContext {
+  const ProxyOptions& options;
+  PolicyStore& store;
+  Resolver& resolver;
+  DenialAggregator& denials;
+  RelayShutdown& tunnels;
+  core::Logger& log;
+  SsrfOptions ssrf;
+  std::atomic<bool> draining{false};
+  std::atomic<size_t> active{0};
+};
+
+// One client connection's identity in events.
+struct ConnectionInfo {
+  core::CorrelationId cid;
+  std::string peer;  // "ip:port" of the client
+  uint16_t peer_port = 0;
+  std::string peer_ip;
+};
+
+// Where a connection to host:port ended up, or why it did not.
+struct Upstream {
+  enum class Failure { kNone, kSsrf, kResolve, kRefused, kTimeout };
+  std::optional<asio::ip::tcp::socket> socket;
+  asio::ip::tcp::endpoint endpoint;
+  Failure failure = Failure::kNone;
+  SsrfDenial ssrf;     // kSsrf
+  std::string detail;  // person-readable, for events
+};
+
+// Destination plan → resolution off the I/O threads → SSRF check of every address → dial the
+// validated addresses in order (spec §2.8 steps 8–13).
+asio::awaitable<Upstream> open_upstream(ProxyContext& context, const std::string& host,
+                                        uint16_t port, const policy::ConnectDecision& decision);
+
+class SocketReader;
+
+// Reads one request head (the proxy's own limit, spec §8). A malformed head is answered (431 or
+// 400) and gives nullopt, as do a closed connection and a timeout. `between_requests`: waiting on
+// a keep-alive connection, where the idle timeout applies until the first byte arrives.
+asio::awaitable<std::optional<RequestHead>> read_request_head(ProxyContext& context,
+                                                              SocketReader& reader,
+                                                              bool between_requests);
+
+// Request handlers; each owns the client socket until it returns.
+asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo& info,
+                                     asio::ip::tcp::socket& client, const RequestHead& head,
+                                     std::string leftover);
+asio::awaitable<void> handle_forward(ProxyContext& context, const ConnectionInfo& info,
+                                     asio::ip::tcp::socket& client, RequestHead head,
+                                     std::string leftover);
+asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client);
+
+// Records a denial for aggregation and logs the event.
+void report_denial(ProxyContext& context, const ConnectionInfo& info, core::Event event,
+                   DenialEvent denial);
+
+}  // namespace openshell::proxy::detail

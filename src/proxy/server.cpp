@@ -1,0 +1,289 @@
+// Listeners and lifecycle of the proxy: one strand per connection on a shared pool of worker
+// threads, a connection cap answered with 503, denial summaries every window, graceful drain.
+#include "openshell/proxy/server.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <charconv>
+#include <thread>
+
+#include "context.hpp"
+#include "io.hpp"
+#include "openshell/core/events.hpp"
+#include "openshell/proxy/http_response.hpp"
+
+namespace openshell::proxy {
+
+namespace {
+
+using asio::ip::tcp;
+
+// Retrying accept after an error (EMFILE, ENOBUFS …): back off instead of spinning (spec §8).
+constexpr std::chrono::milliseconds kAcceptBackoffBase{100};
+constexpr std::chrono::milliseconds kAcceptBackoffMax{5000};
+// How often shutdown looks whether the last connection has finished.
+constexpr std::chrono::milliseconds kDrainPoll{20};
+// Default listen port (the conventional proxy port, and what sandboxes are pointed at).
+constexpr uint16_t kDefaultListenPort = 3128;
+
+std::string endpoint_text(const tcp::endpoint& endpoint) {
+  const auto address = endpoint.address();
+  const std::string ip = address.to_string();
+  return (address.is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(endpoint.port());
+}
+
+}  // namespace
+
+Result<ListenAddress> parse_listen_address(std::string_view text) {
+  ListenAddress out;
+  std::string_view ip = text;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos) {
+      return make_error(Errc::kInvalidArgument,
+                        "missing ']' in listen address '" + std::string(text) + "'");
+    }
+    ip = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        return make_error(Errc::kInvalidArgument, "expected ':PORT' after ']' in listen address '" +
+                                                      std::string(text) + "'");
+      }
+      port = rest.substr(1);
+    }
+  } else if (const size_t colon = text.rfind(':');
+             colon != std::string_view::npos && text.find(':') == colon) {
+    ip = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  std::error_code error;
+  const auto address = asio::ip::make_address(std::string(ip), error);
+  if (error) {
+    return make_error(Errc::kInvalidArgument, "listen address '" + std::string(text) +
+                                                  "' is not IP[:PORT] or [IPv6][:PORT]");
+  }
+  out.ip = address.to_string();
+  out.port = kDefaultListenPort;
+  if (text.front() != '[' && text.find(':') != text.rfind(':')) port = {};  // bare IPv6
+  if (!port.empty()) {
+    unsigned value = 0;
+    const auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || ptr != port.data() + port.size() || value > 65535) {
+      return make_error(Errc::kInvalidArgument,
+                        "invalid port in listen address '" + std::string(text) + "'");
+    }
+    out.port = static_cast<uint16_t>(value);
+  }
+  return out;
+}
+
+struct ProxyServer::State {
+  ProxyOptions options;
+  std::shared_ptr<core::Logger> logger;
+  Resolver resolver;
+  DenialAggregator denials;
+  RelayShutdown tunnels;
+  detail::ProxyContext context;
+  // Declared last so it is destroyed first: pending coroutine frames die before what they use.
+  asio::io_context io;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  asio::steady_timer denial_timer{io};
+  std::vector<std::thread> threads;
+  std::atomic<bool> stopped{false};
+
+  State(ProxyOptions opts, PolicyStore& store, std::shared_ptr<core::Logger> log)
+      : options(std::move(opts)),
+        logger(std::move(log)),
+        resolver(ResolverOptions{options.resolver_threads, kMaxPendingLookups, kLookupTimeout}),
+        context{options, store, resolver, denials, tunnels, *logger, {}},
+        io(static_cast<int>(thread_count())) {
+    context.ssrf.allow_loopback_upstream = options.allow_loopback_upstream;
+  }
+
+  size_t thread_count() const {
+    if (options.threads > 0) return options.threads;
+    return std::max<size_t>(1, std::thread::hardware_concurrency());
+  }
+
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor);
+  asio::awaitable<void> flush_denials();
+  void emit_summaries();
+};
+
+asio::awaitable<void> ProxyServer::State::accept_loop(tcp::acceptor& acceptor) {
+  std::chrono::milliseconds backoff = kAcceptBackoffBase;
+  for (;;) {
+    // Each connection runs on its own strand: its coroutines never run concurrently.
+    tcp::socket socket(asio::make_strand(io));
+    auto [error] = co_await acceptor.async_accept(socket, detail::kAsTuple);
+    if (error) {
+      if (error == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      logger->warn("accept failed: {}; retrying in {} ms", error.message(), backoff.count());
+      asio::steady_timer wait(io, backoff);
+      co_await wait.async_wait(detail::kAsTuple);
+      backoff = std::min(backoff * 2, kAcceptBackoffMax);
+      continue;
+    }
+    backoff = kAcceptBackoffBase;
+    if (context.active.load() >= options.max_connections) {
+      logger->emit(core::Event::network(core::NetworkActivity::kRefuse)
+                       .denied()
+                       .with_message("connection refused: too many concurrent connections")
+                       .with_field("max_connections", std::to_string(options.max_connections)));
+      auto executor = socket.get_executor();
+      asio::co_spawn(
+          executor,
+          [this, s = std::move(socket)]() mutable -> asio::awaitable<void> {
+            (void)co_await detail::write_all(s, proxy_overloaded_response(), options.head_timeout);
+          },
+          asio::detached);
+      continue;
+    }
+    context.active.fetch_add(1);
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, detail::serve_connection(context, std::move(socket)),
+                   [this](const std::exception_ptr& failure) {
+                     context.active.fetch_sub(1);
+                     if (!failure) return;
+                     try {
+                       std::rethrow_exception(failure);
+                     } catch (const std::exception& e) {
+                       logger->error("connection handler failed: {}", e.what());
+                     }
+                   });
+  }
+}
+
+void ProxyServer::State::emit_summaries() {
+  for (const DenialSummary& summary : denials.flush()) {
+    std::string reasons;
+    for (const std::string& reason : summary.sample_reasons) {
+      if (!reasons.empty()) reasons += " | ";
+      reasons += reason;
+    }
+    logger->emit(core::Event::network(core::NetworkActivity::kRefuse)
+                     .denied()
+                     .with_message("DENIAL_SUMMARY " + summary.host + ":" +
+                                   std::to_string(summary.port) + " binary=" + summary.binary +
+                                   " count=" + std::to_string(summary.count))
+                     .with_dst(summary.host, summary.port)
+                     .with_reason(reasons)
+                     .with_field("denial_stage", summary.stage)
+                     .with_field("count", std::to_string(summary.count))
+                     .with_field("first_seen_ms", std::to_string(summary.first_seen_ms))
+                     .with_field("last_seen_ms", std::to_string(summary.last_seen_ms)));
+  }
+}
+
+asio::awaitable<void> ProxyServer::State::flush_denials() {
+  for (;;) {
+    denial_timer.expires_after(options.denial_window);
+    auto [error] = co_await denial_timer.async_wait(detail::kAsTuple);
+    if (error) co_return;
+    emit_summaries();
+  }
+}
+
+ProxyServer::ProxyServer(ProxyOptions options, PolicyStore& store,
+                         std::shared_ptr<core::Logger> logger)
+    : state_(std::make_unique<State>(std::move(options), store, std::move(logger))) {}
+
+ProxyServer::~ProxyServer() {
+  shutdown(std::chrono::milliseconds(0));
+}
+
+Result<void> ProxyServer::bind() {
+  for (const std::string& text : state_->options.listen) {
+    auto parsed = parse_listen_address(text);
+    if (!parsed.ok()) return parsed.error();
+    const tcp::endpoint endpoint(asio::ip::make_address(parsed->ip), parsed->port);
+    auto acceptor = std::make_unique<tcp::acceptor>(state_->io);
+    std::error_code error;
+    acceptor->open(endpoint.protocol(), error);
+    if (!error) acceptor->set_option(tcp::acceptor::reuse_address(true), error);
+    if (!error && endpoint.address().is_v6()) acceptor->set_option(asio::ip::v6_only(true), error);
+    if (!error) acceptor->bind(endpoint, error);
+    if (!error) acceptor->listen(asio::socket_base::max_listen_connections, error);
+    if (error) {
+      return make_error(Errc::kSyscall, "cannot listen on " + text + ": " + error.message());
+    }
+    state_->acceptors.push_back(std::move(acceptor));
+  }
+  return {};
+}
+
+std::vector<std::string> ProxyServer::bound_addresses() const {
+  std::vector<std::string> out;
+  for (const auto& acceptor : state_->acceptors) {
+    std::error_code error;
+    out.push_back(endpoint_text(acceptor->local_endpoint(error)));
+  }
+  return out;
+}
+
+void ProxyServer::start() {
+  State& s = *state_;
+  for (auto& acceptor : s.acceptors) {
+    asio::co_spawn(s.io, s.accept_loop(*acceptor), asio::detached);
+  }
+  asio::co_spawn(s.io, s.flush_denials(), asio::detached);
+  const size_t count = s.thread_count();
+  for (size_t i = 0; i < count; ++i) {
+    s.threads.emplace_back([&s] { s.io.run(); });
+  }
+}
+
+void ProxyServer::shutdown(std::chrono::milliseconds grace) {
+  State& s = *state_;
+  if (s.stopped.exchange(true)) return;
+  s.context.draining = true;
+  asio::post(s.io, [&s] {
+    for (auto& acceptor : s.acceptors) {
+      std::error_code ignored;
+      acceptor->close(ignored);
+    }
+  });
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  while (s.context.active.load() > 0 && std::chrono::steady_clock::now() < deadline &&
+         !s.threads.empty()) {
+    std::this_thread::sleep_for(kDrainPoll);
+  }
+  if (s.context.active.load() > 0) {
+    s.logger->warn("grace period over: cutting {} open connection(s)", s.context.active.load());
+  }
+  s.tunnels.end_all();
+  asio::post(s.io, [&s] {
+    s.denial_timer.cancel();
+    s.emit_summaries();
+  });
+  // Give cancelled tunnels a moment to log their close events, then stop the loop.
+  const auto cut_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (s.context.active.load() > 0 && std::chrono::steady_clock::now() < cut_deadline &&
+         !s.threads.empty()) {
+    std::this_thread::sleep_for(kDrainPoll);
+  }
+  s.io.stop();
+  for (auto& thread : s.threads)
+    thread.join();
+  s.threads.clear();
+  s.resolver.shutdown();
+  s.emit_summaries();
+}
+
+size_t ProxyServer::active_connections() const {
+  return state_->context.active.load();
+}
+
+DenialAggregator& ProxyServer::denials() {
+  return state_->denials;
+}
+
+}  // namespace openshell::proxy
