@@ -437,6 +437,17 @@ Decision PolicyEngine::decide_request(const ConnectInput& connection,
   decision.layer = Layer::kL7;
   decision.generation = generation();
   decision.matched_policy = l4.matched_policy;
+  // The reference's engine errors on NUL; a deny rule that silently failed to match would fail
+  // open, so an unmatchable value is a denial.
+  if (request.query != nullptr) {
+    for (const auto& [name, value] : *request.query) {
+      if (name.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {
+        decision.action = Action::kDeny;
+        decision.reason = "L7 evaluation error: query contains a NUL byte";
+        return decision;
+      }
+    }
+  }
 
   // Recompute the admitting endpoints for this request (same generation, same inputs).
   std::array<char, kMaxHostLength> buffer{};

@@ -72,19 +72,6 @@ std::string quoted_list(std::initializer_list<std::string_view> names) {
   return text;
 }
 
-// Endpoint keys the reference accepts for features this build does not enforce yet.
-constexpr std::string_view kUnsupportedEndpointKeys[] = {
-    "websocket_credential_rewrite",
-    "credential_signing",
-    "signing_service",
-    "signing_region",
-    "credential_binding",
-    "persisted_queries",
-    "graphql_persisted_queries",
-    "graphql_max_body_bytes",
-    "json_rpc",
-    "mcp",
-};
 // Set by the reference's gateway, never by users; accepted and ignored.
 constexpr std::string_view kInternalEndpointKeys[] = {"provider_credentialed", "advisor_proposed"};
 

@@ -27,6 +27,25 @@ struct ReadOutcome {
   size_t bytes = 0;
 };
 
+// Bounds socket operations by cancelling the socket when a deadline passes. A plain timer with
+// a callback, not an awaitable `||` race: this runs on every read and write of every
+// connection, and the race costs two coroutine frames per operation.
+class Watchdog {
+ public:
+  explicit Watchdog(asio::ip::tcp::socket& socket)
+      : socket_(socket), timer_(socket.get_executor()) {}
+  // Arms the deadline for the operation about to start.
+  void arm(Clock::time_point deadline);
+  // Disarms; true when the deadline had passed (the operation was cancelled by it).
+  bool disarm();
+
+ private:
+  asio::ip::tcp::socket& socket_;
+  asio::steady_timer timer_;
+  uint64_t armed_ = 0;  // which arm() a firing timer belongs to
+  bool fired_ = false;
+};
+
 // Writes all of `data`; the deadline bounds the whole write (a client that stops reading).
 asio::awaitable<std::error_code> write_all(asio::ip::tcp::socket& socket, std::string_view data,
                                            Clock::duration timeout);
@@ -34,7 +53,7 @@ asio::awaitable<std::error_code> write_all(asio::ip::tcp::socket& socket, std::s
 // Buffered reads from one socket. `pending()` holds bytes received but not yet consumed.
 class SocketReader {
  public:
-  explicit SocketReader(asio::ip::tcp::socket& socket) : socket_(socket) {}
+  explicit SocketReader(asio::ip::tcp::socket& socket) : socket_(socket), watchdog_(socket) {}
 
   // Appends one read's worth to the pending buffer, waiting at most until `deadline`.
   asio::awaitable<ReadOutcome> fill(Clock::time_point deadline);
@@ -46,6 +65,7 @@ class SocketReader {
 
  private:
   asio::ip::tcp::socket& socket_;
+  Watchdog watchdog_;
   std::string buffer_;
   size_t offset_ = 0;
 };

@@ -34,6 +34,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 HOSTS = """127.0.0.1 localhost origin.test other.test l7.test
 ::1 localhost
 10.99.0.1 private.test
+10.99.0.2 blackhole.test
 """
 RESOLV = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 
@@ -110,11 +111,13 @@ def recv_until_close(sock, timeout=5.0):
     deadline = time.monotonic() + timeout
     while True:
         if time.monotonic() > deadline:
-            raise AssertionError(f"peer did not close within {timeout}s; got {b''.join(chunks)[:300]!r}")
+            raise AssertionError(f"peer did not close within {timeout}s; "
+                                 f"got {b''.join(chunks)[:300]!r}")
         try:
             chunk = sock.recv(65536)
         except socket.timeout:
-            raise AssertionError(f"peer did not close within {timeout}s; got {b''.join(chunks)[:300]!r}")
+            raise AssertionError(f"peer did not close within {timeout}s; "
+                                 f"got {b''.join(chunks)[:300]!r}")
         except ConnectionResetError:
             break
         if not chunk:
@@ -123,28 +126,58 @@ def recv_until_close(sock, timeout=5.0):
     return b"".join(chunks)
 
 
-def read_response(sock, timeout=5.0):
-    """Reads exactly one response framed by Content-Length (or until close without it)."""
+def read_response(sock, timeout=5.0, head_request=False):
+    """Reads exactly one response (Content-Length, chunked, or until close) off a keep-alive
+    connection; `Response.body` is the body as sent (chunk framing kept), `decoded` without it."""
     sock.settimeout(timeout)
-    data = b""
-    while b"\r\n\r\n" not in data:
+    buffer = bytearray()
+
+    def fill():
         chunk = sock.recv(65536)
         if not chunk:
-            raise AssertionError(f"connection closed before a response head: {data!r}")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    probe = Response(head + b"\r\n\r\n")
+            raise AssertionError(f"connection closed mid-response: {bytes(buffer)[:300]!r}")
+        buffer.extend(chunk)
+
+    while b"\r\n\r\n" not in buffer:
+        fill()
+    head_end = buffer.index(b"\r\n\r\n") + 4
+    probe = Response(bytes(buffer[:head_end]))
     length = probe.header("content-length")
-    if length is None:
-        body += recv_until_close(sock, timeout)
+    if head_request or probe.status in (204, 304) or 100 <= probe.status < 200:
+        end = head_end
+        decoded = b""
+    elif (probe.header("transfer-encoding") or "").lower() == "chunked":
+        position, decoded = head_end, b""
+        while True:
+            while b"\r\n" not in buffer[position:]:
+                fill()
+            line_end = buffer.index(b"\r\n", position)
+            size = int(bytes(buffer[position:line_end]).split(b";")[0], 16)
+            position = line_end + 2
+            if size == 0:
+                while b"\r\n" not in buffer[position:]:
+                    fill()
+                position = buffer.index(b"\r\n", position) + 2  # no trailers expected
+                break
+            while len(buffer) < position + size + 2:
+                fill()
+            decoded += bytes(buffer[position:position + size])
+            assert buffer[position + size:position + size + 2] == b"\r\n", bytes(buffer)
+            position += size + 2
+        end = position
+    elif length is not None:
+        end = head_end + int(length)
+        while len(buffer) < end:
+            fill()
+        decoded = bytes(buffer[head_end:end])
     else:
-        while len(body) < int(length):
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise AssertionError(f"connection closed mid-body: {data!r}")
-            body += chunk
-        assert len(body) == int(length), f"more bytes than Content-Length: {body!r}"
-    return Response(head + b"\r\n\r\n" + body)
+        buffer.extend(recv_until_close(sock, timeout))
+        end = len(buffer)
+        decoded = bytes(buffer[head_end:])
+    assert len(buffer) == end, f"bytes after the response: {bytes(buffer[end:])[:200]!r}"
+    response = Response(bytes(buffer))
+    response.decoded = decoded
+    return response
 
 
 def exchange(port, data, timeout=5.0, host="127.0.0.1"):
@@ -228,7 +261,12 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             out = b""
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                line = self.rfile.readline()
+                try:
+                    size = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    self.close_connection = True
+                    return out + b"<malformed chunk: " + line + b">"
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
@@ -257,6 +295,14 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
             time.sleep(1.0)
             self._answer(b"slow response complete\n" + b"x" * 4096)
             return
+        if self.path.startswith("/chunked-response"):
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (b"chunked ", b"response ", b"from origin\n"):
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
         if self.command in ("POST", "PUT", "PATCH"):
             self._answer(body)
             return
@@ -269,6 +315,12 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        # A client (the proxy) that hangs up mid-answer is expected in several tests; keep the
+        # TAP stream's stderr quiet and remember it for debugging.
+        import sys
+        self.origin.errors.append(repr(sys.exc_info()[1]))
+
 
 class Origin:
     """A local HTTP (or HTTPS) origin in a thread; records every request it receives."""
@@ -276,6 +328,7 @@ class Origin:
     def __init__(self, host="127.0.0.1", port=0, tls=False, name="o"):
         self.name = name
         self.requests = []
+        self.errors = []
         self.lock = threading.Lock()
         self.slow_started = threading.Event()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -289,8 +342,8 @@ class Origin:
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.host = host
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def stop(self):
@@ -310,11 +363,13 @@ class Origin:
 class Proxy:
     """`openshell proxy` on 127.0.0.1:<ephemeral>, JSON logs on stderr captured to a file."""
 
-    def __init__(self, lab, policy=None, args=(), startup_timeout=10.0):
+    def __init__(self, lab, policy=None, args=(), startup_timeout=10.0, listen=("127.0.0.1:0",)):
         self.lab = lab
         self.log_path = os.path.join(lab.dir, f"proxy-{len(lab.proxies)}.log")
         self.log_file = open(self.log_path, "wb")
-        argv = [BIN, "proxy", "--listen", "127.0.0.1:0", "--log-format", "json"]
+        argv = [BIN, "proxy", "--log-format", "json"]
+        for address in listen:
+            argv += ["--listen", address]
         if policy is not None:
             argv += ["--policy", policy]
         argv += list(args)
@@ -325,8 +380,16 @@ class Proxy:
         self.process = subprocess.Popen(wrapper + argv, stdin=subprocess.DEVNULL,
                                         stdout=self.log_file, stderr=self.log_file)
         lab.proxies.append(self)
-        event = self.wait_for(lambda e: "listen" in e.get("unmapped", {}), startup_timeout)
-        self.port = int(event["unmapped"]["listen"].rsplit(":", 1)[1])
+        self.wait_for(lambda e: "listen" in e.get("unmapped", {}), startup_timeout, "listen event")
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            self.addresses = [e["unmapped"]["listen"] for e in self.events()
+                              if "listen" in e.get("unmapped", {})]
+            if len(self.addresses) >= len(listen):
+                break
+            assert time.monotonic() < deadline, self.log_text()
+            time.sleep(0.02)
+        self.port = int(self.addresses[0].rsplit(":", 1)[1])
 
     # Logs --------------------------------------------------------------------------------------
     def log_text(self):
@@ -423,7 +486,8 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, traceback):
+        problems = []
         try:
             for sock in self.sockets:
                 try:
@@ -431,12 +495,25 @@ class Lab:
                 except OSError:
                     pass
             for proxy in self.proxies:
-                proxy.stop()
+                code = proxy.stop()
+                # Every proxy must drain and exit 0 on SIGTERM, and never print a sanitizer or
+                # crash report (the suite also runs against the ASan/UBSan build).
+                if code != 0:
+                    problems.append(f"proxy exited {code} after SIGTERM (negative: killed by "
+                                    f"that signal); log tail:\n{proxy.log_text()[-3000:]}")
+                text = proxy.log_text()
+                for marker in ("Sanitizer", "runtime error:", "terminate called", "Segmentation"):
+                    if marker in text:
+                        problems.append(f"proxy log contains {marker!r}:\n{text[-4000:]}")
             for origin in self.origins:
                 origin.stop()
         finally:
             self._leave_namespace()
             shutil.rmtree(self.dir, ignore_errors=True)
+        if problems:
+            # Raised also when the test already failed: the traceback then shows both, and a
+            # crashed proxy explains the test's own failure.
+            raise AssertionError("\n".join(problems))
         return False
 
     def _leave_namespace(self):
@@ -472,9 +549,9 @@ class Lab:
         self.origins.append(origin)
         return origin
 
-    def proxy(self, policy_text=None, args=(), policy_name="policy.yaml"):
+    def proxy(self, policy_text=None, args=(), policy_name="policy.yaml", listen=("127.0.0.1:0",)):
         policy = self.write(policy_name, policy_text) if policy_text is not None else None
-        return Proxy(self, policy, args)
+        return Proxy(self, policy, args, listen=listen)
 
     def track(self, sock):
         self.sockets.append(sock)

@@ -178,3 +178,22 @@ network_policies:
   CHECK(missing.reason == "DELETE /repos/a/b not permitted by policy");
   CHECK(engine->decide_request(c, {"post", "/repos/a/b/issues", &none}).action == Action::kAllow);
 }
+
+TEST_CASE("a NUL in a query value is an evaluation error, not a silent non-match") {
+  const auto engine = compile(R"(version: 1
+network_policies:
+  gh:
+    endpoints:
+      - host: api.github.com
+        port: 443
+        protocol: rest
+        enforcement: audit
+        access: full
+        deny_rules: [{ method: POST, path: "/**", query: { force: "true" } }]
+)");
+  const QueryParams query{{"force", std::string("tr\0ue", 5)}};
+  const auto d = engine->decide_request(ConnectInput{"api.github.com", 443, nullptr},
+                                        RequestInput{"POST", "/x", &query});
+  CHECK(d.action == Action::kDeny);
+  CHECK_THAT(d.reason, Catch::Contains("NUL"));
+}
