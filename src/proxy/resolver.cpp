@@ -230,9 +230,11 @@ asio::awaitable<ResolveResult> Resolver::resolve(std::string host, uint16_t port
   if (host.empty() || host.find('\0') != std::string::npos) {
     co_return resolution_failed(host, port, Errc::kInvalidArgument, "invalid host name");
   }
+  // Nothing of the pool is touched after the wait: a late wake-up must not need `this`.
+  const std::chrono::milliseconds timeout = options_.timeout;
   try {
     const asio::any_io_executor executor = co_await asio::this_coro::executor;
-    asio::steady_timer timer(executor, options_.timeout);
+    asio::steady_timer timer(executor, timeout);
     auto lookup = std::make_shared<Lookup>(host, port);
     lookup->executor = &executor;
     lookup->timer = &timer;
@@ -252,7 +254,7 @@ asio::awaitable<ResolveResult> Resolver::resolve(std::string host, uint16_t port
     }
     co_return resolution_failed(
         host, port, Errc::kTimeout,
-        "timed out after " + std::to_string(options_.timeout.count()) + " ms");
+        "timed out after " + std::to_string(timeout.count()) + " ms");
   } catch (const std::exception& e) {
     co_return resolution_failed(host, port, Errc::kInternal, e.what());
   }

@@ -70,7 +70,8 @@ class Resolver {
   asio::awaitable<ResolveResult> resolve(std::string host, uint16_t port);
 
   // Stops taking lookups, completes queued ones with an error and joins the threads (a worker
-  // inside getaddrinfo is waited for). Idempotent. Must not be called from a worker.
+  // inside getaddrinfo is waited for). Idempotent. Coroutines still waiting afterwards complete
+  // on their own executors without touching the pool, so it may then be destroyed.
   void shutdown();
 
   // Lookups queued and not yet picked up by a thread (for status and tests).
