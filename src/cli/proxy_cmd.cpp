@@ -39,10 +39,11 @@ bool load_policy_file(core::Logger& log, proxy::PolicyStore& store, const std::s
     const std::string where =
         d.location.line > 0 ? fmt::format("{}:{}:{}", file, d.location.line, d.location.column)
                             : file;
+    const std::string text = d.path.empty() ? d.message : d.path + ": " + d.message;
     if (d.severity == policy::Severity::kError) {
-      log.error("{}: {}", where, d.to_string());
+      log.error("{}: {}", where, text);
     } else {
-      log.warn("{}: {}", where, d.to_string());
+      log.warn("{}: {}", where, text);
     }
   }
   if (!loaded.ok()) return false;
@@ -154,19 +155,19 @@ void add_proxy_command(CLI::App& root, Action& action) {
       ->default_val(proxy::kDefaultMaxConnections);
   app->add_option("--head-timeout", flags->head_timeout,
                   "Seconds a client has to send a complete request head")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.001, 86400.0))
       ->default_val(std::chrono::duration<double>(proxy::kDefaultHeadTimeout).count());
   app->add_option("--connect-timeout", flags->connect_timeout,
                   "Seconds per upstream address to connect")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.001, 86400.0))
       ->default_val(std::chrono::duration<double>(proxy::kDefaultUpstreamConnectTimeout).count());
   app->add_option("--idle-timeout", flags->idle_timeout,
                   "Seconds a tunnel or keep-alive connection may stay silent")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.001, 86400.0))
       ->default_val(std::chrono::duration<double>(proxy::kDefaultIdleTimeout).count());
   app->add_option("--grace", flags->grace,
                   "Seconds open connections may finish after SIGTERM/SIGINT")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(0.0, 86400.0))
       ->default_val(std::chrono::duration<double>(proxy::kDefaultGrace).count());
   app->add_option("--resolver-threads", o.resolver_threads,
                   "Threads for DNS lookups (one slow lookup never blocks the others)")

@@ -17,6 +17,7 @@ asio::awaitable<BodyRelay> relay_framed(SocketReader& from, asio::ip::tcp::socke
     if (!pending.empty()) {
       const BodyProgress progress = framer.feed(pending);
       if (progress.status == BodyStatus::kError) {
+        result.malformed = true;
         result.error = "malformed message body framing";
         co_return result;
       }
@@ -47,7 +48,7 @@ asio::awaitable<BodyRelay> relay_body(SocketReader& from, asio::ip::tcp::socket&
                                       BodyFraming framing, uint64_t length, Clock::duration idle) {
   switch (framing) {
     case BodyFraming::kNone:
-      co_return BodyRelay{true, 0, {}};
+      co_return BodyRelay{true, false, 0, {}};
     case BodyFraming::kLength: {
       FixedLengthBody body(length);
       co_return co_await relay_framed(from, to, body, idle);

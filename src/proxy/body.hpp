@@ -11,8 +11,9 @@ namespace openshell::proxy::detail {
 
 struct BodyRelay {
   bool ok = false;
-  uint64_t bytes = 0;  // framed bytes forwarded
-  std::string error;   // why it stopped early
+  bool malformed = false;  // the sender's framing was invalid (answer 400), not an I/O failure
+  uint64_t bytes = 0;      // framed bytes forwarded
+  std::string error;       // why it stopped early
 };
 
 // `idle` bounds each wait for bytes from `from` and each write to `to`.

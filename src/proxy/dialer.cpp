@@ -16,7 +16,6 @@ namespace openshell::proxy {
 namespace {
 
 using asio::ip::tcp;
-using asio::experimental::awaitable_operators::operator||;
 
 constexpr auto kAsTuple = asio::experimental::as_tuple(asio::use_awaitable);
 
@@ -69,6 +68,7 @@ std::string DialResult::describe() const {
 asio::awaitable<DialResult> dial(asio::any_io_executor executor,
                                  std::span<const tcp::endpoint> endpoints,
                                  std::chrono::milliseconds per_attempt_timeout) {
+  using namespace asio::experimental::awaitable_operators;  // NOLINT(google-build-using-namespace)
   DialResult result;
   try {
     // Cancellation is reported as a value, never as an exception out of a nested co_await.

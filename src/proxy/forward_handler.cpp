@@ -42,6 +42,15 @@ bool take_expect_continue(RequestHead& head) {
   return expected;
 }
 
+// Spec §2.7: an absolute-form target whose authority differs from the Host header is refused,
+// so the policy and the origin can never see two different hosts.
+bool host_header_matches(const RequestHead& head, const ProxyUri& uri) {
+  const auto host = head.host();
+  if (!host) return true;  // HTTP/1.0 without Host: the target alone names the origin
+  const auto authority = parse_host_header(*host, uri.port);
+  return authority.ok() && authority->host == uri.host && authority->port == uri.port;
+}
+
 struct ForwardRequest {
   ProxyContext& context;
   const ConnectionInfo& info;
@@ -72,6 +81,13 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
   const ProxyUri& uri = parsed.value();
   if (uri.scheme == "https") co_return co_await answer(r, https_forward_response());
   if (uri.scheme != "http") co_return co_await answer(r, unsupported_proxy_scheme_response());
+  if (!host_header_matches(head, uri)) {
+    context.log.emit(forward_event("FORWARD rejected: Host header differs from the request target",
+                                   uri, head.method, path_without_query(uri.path))
+                         .denied()
+                         .with_cid(info.cid));
+    co_return co_await answer(r, bad_request_response());
+  }
 
   const std::string_view log_path = path_without_query(uri.path);
   const auto policy = context.store.current();
@@ -174,7 +190,14 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
                                                                 : BodyFraming::kNone;
   const BodyRelay request_body =
       co_await relay_body(r.reader, origin, request_framing, head.content_length.value_or(0), idle);
-  if (!request_body.ok) co_return Next::kClose;
+  if (!request_body.ok) {
+    context.log.emit(forward_event("FORWARD request body rejected", uri, head.method, log_path)
+                         .denied()
+                         .with_reason(request_body.error)
+                         .with_cid(info.cid));
+    if (request_body.malformed) co_return co_await answer(r, bad_request_response());
+    co_return Next::kClose;
+  }
 
   // Response: skip interim 1xx heads (forwarded as they are), then frame the final one.
   SocketReader from_origin(origin);

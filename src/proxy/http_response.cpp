@@ -59,8 +59,9 @@ std::string error_message(std::string_view status_line, std::string_view error,
   return json_response(status_line, Json{{"error", str(error)}, {"message", str(message)}});
 }
 
+// "host:port", with an IPv6 literal bracketed so the port stays unambiguous.
 std::string host_port(std::string_view host, uint16_t port) {
-  return str(host) + ":" + std::to_string(port);
+  return format_authority(host, port, host.find(':') != std::string_view::npos, true);
 }
 
 constexpr std::string_view kForbidden = "403 Forbidden";

@@ -200,7 +200,7 @@ std::error_code errno_code(int err) {
 
 // Bytes one tunnel may move before it lets other coroutines on its thread run: the pump below
 // only suspends when a socket would block, so a fast tunnel would otherwise starve its neighbours.
-constexpr std::size_t kTurnBudget = 256 * 1024;
+constexpr std::size_t kTurnBudget = std::size_t{256} * 1024;
 // Consecutive reads that fill the buffer before a direction counts as bulk and gets the larger
 // buffer: a handshake flight or a single burst should not cost the extra memory.
 constexpr int kFullReadsBeforeBulk = 4;

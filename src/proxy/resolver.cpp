@@ -33,7 +33,7 @@ Error resolution_failed(const std::string& host, uint16_t port, Errc code, std::
   return make_error(code, std::move(message));
 }
 
-std::vector<IpAddress> without_duplicates(std::vector<IpAddress> addresses) {
+std::vector<IpAddress> without_duplicates(const std::vector<IpAddress>& addresses) {
   std::vector<IpAddress> unique;
   unique.reserve(addresses.size());
   for (const IpAddress& address : addresses) {
@@ -196,7 +196,7 @@ void Resolver::worker_loop() {
       if (!found) {
         result.emplace(resolution_failed(lookup->host, lookup->port, found.error().code,
                                          found.error().message));
-      } else if (std::vector<IpAddress> unique = without_duplicates(std::move(found).value());
+      } else if (std::vector<IpAddress> unique = without_duplicates(found.value());
                  unique.empty()) {
         result.emplace(make_error(Errc::kNotFound, "DNS resolution returned no addresses for " +
                                                        host_port(lookup->host, lookup->port)));
@@ -252,9 +252,8 @@ asio::awaitable<ResolveResult> Resolver::resolve(std::string host, uint16_t port
     if (ec == asio::error::operation_aborted) {
       co_return resolution_failed(host, port, Errc::kUnavailable, "lookup cancelled");
     }
-    co_return resolution_failed(
-        host, port, Errc::kTimeout,
-        "timed out after " + std::to_string(timeout.count()) + " ms");
+    co_return resolution_failed(host, port, Errc::kTimeout,
+                                "timed out after " + std::to_string(timeout.count()) + " ms");
   } catch (const std::exception& e) {
     co_return resolution_failed(host, port, Errc::kInternal, e.what());
   }

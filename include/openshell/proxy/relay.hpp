@@ -35,11 +35,11 @@ namespace openshell::proxy {
 // Per direction, to start with: one read moves a whole TLS record, and 10k quiet or interactive
 // tunnels cost 320 MiB. The relay reads again only after the previous chunk is fully written, so
 // the buffer is all it holds: a slow reader stalls its writer through TCP flow control.
-inline constexpr std::size_t kRelayBufferSize = 16 * 1024;
+inline constexpr std::size_t kRelayBufferSize = std::size_t{16} * 1024;
 // Plain TCP: a direction whose reads keep filling the buffer (a download) switches to this.
 // Measured on loopback: ~30% more throughput and ~20% less CPU per byte than 16 KiB; larger
 // buffers gained nothing more. This is the per-direction bound.
-inline constexpr std::size_t kRelayBulkBufferSize = 64 * 1024;
+inline constexpr std::size_t kRelayBulkBufferSize = std::size_t{64} * 1024;
 // Quiet but live tunnels (SSH sessions, websockets, pooled DB connections) must survive common
 // keepalive intervals; an hour still reclaims tunnels whose peers vanished without a FIN.
 inline constexpr std::chrono::milliseconds kDefaultTunnelIdleTimeout{std::chrono::hours(1)};

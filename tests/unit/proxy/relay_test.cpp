@@ -301,7 +301,7 @@ TEST_CASE("relay: a slow reader stalls the writer instead of growing memory", "[
   t.start(generic);
 
   // Write until the writer has been blocked for a while: the upstream peer reads nothing.
-  const std::string chunk = pattern(64 * 1024, 3);
+  const std::string chunk = pattern(std::size_t{64} * 1024, 3);
   std::size_t accepted = 0;
   auto last_progress = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - last_progress < 300ms && accepted < (64u << 20)) {
@@ -318,7 +318,7 @@ TEST_CASE("relay: a slow reader stalls the writer instead of growing memory", "[
   // Four socket buffers of 64 KiB plus the relay's own 16 KiB, with room for skb accounting:
   // an unbounded relay would have swallowed all 64 MiB.
   INFO("bytes accepted before the writer stalled: " << accepted);
-  CHECK(accepted < 1024 * 1024);
+  CHECK(accepted < std::size_t{1024} * 1024);
 
   // Nothing was lost: once the reader drains, every byte arrives.
   t.client_peer().shutdown(tcp::socket::shutdown_send);

@@ -213,6 +213,7 @@ TEST_CASE("resolver: a slow lookup does not block others", "[resolver]") {
   auto slow = start(io.io(), resolver, "slow.test");
   REQUIRE(gate.wait_for_waiters(1));
   std::vector<std::future<ResolveResult>> fast;
+  fast.reserve(20);
   for (int i = 0; i < 20; ++i)
     fast.push_back(start(io.io(), resolver, "fast.test"));
   for (auto& future : fast) {

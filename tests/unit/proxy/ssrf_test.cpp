@@ -117,6 +117,7 @@ void check(const Setup& setup, const std::string& host, uint16_t port,
     decision.primary = &*endpoint;
   }
   std::vector<IpAddress> addresses;
+  addresses.reserve(resolved.size());
   for (const std::string& text : resolved)
     addresses.push_back(ip(text));
 
