@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "openshell/policy/ip_class.hpp"
+
 namespace openshell::proxy {
 namespace {
 
@@ -61,7 +63,8 @@ std::string error_message(std::string_view status_line, std::string_view error,
 
 // "host:port", with an IPv6 literal bracketed so the port stays unambiguous.
 std::string host_port(std::string_view host, uint16_t port) {
-  return format_authority(host, port, host.find(':') != std::string_view::npos, true);
+  const auto address = policy::IpAddress::parse(host);
+  return format_authority(host, port, address && address->v6, true);
 }
 
 constexpr std::string_view kForbidden = "403 Forbidden";
