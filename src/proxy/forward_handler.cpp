@@ -173,6 +173,7 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
   }
 
   const Clock::duration idle = context.options.idle_timeout;
+  const Clock::time_point started = Clock::now();
   asio::ip::tcp::socket& origin = *upstream.socket;
   const bool expect_continue = take_expect_continue(head);
   std::string origin_target = target.path;
@@ -236,16 +237,19 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
   }
   const BodyRelay response_body = co_await relay_body(
       from_origin, r.client, framing, response.head.content_length.value_or(0), idle);
-  context.log.emit(forward_event("FORWARD allowed " + head.method + " " + uri.host + ":" +
-                                     std::to_string(uri.port) + std::string(target.path),
-                                 uri, head.method, target.path)
-                       .allowed()
-                       .with_http_status(response.head.status)
-                       .with_traffic(response_body.bytes, request_body.bytes)
-                       .with_rule(decision.matched_policy, "opa")
-                       .with_dst_ip(upstream.endpoint.address().to_string())
-                       .with_cid(info.cid));
-  co_return response_body.ok&& keep_alive ? Next::kKeepAlive : Next::kClose;
+  context.log.emit(
+      forward_event("FORWARD allowed " + head.method + " " + uri.host + ":" +
+                        std::to_string(uri.port) + std::string(target.path),
+                    uri, head.method, target.path)
+          .allowed()
+          .with_http_status(response.head.status)
+          .with_traffic(response_body.bytes, request_body.bytes)
+          .with_duration_ms(
+              std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count())
+          .with_rule(decision.matched_policy, "opa")
+          .with_dst_ip(upstream.endpoint.address().to_string())
+          .with_cid(info.cid));
+  co_return (response_body.ok && keep_alive) ? Next::kKeepAlive : Next::kClose;
 }
 
 }  // namespace
