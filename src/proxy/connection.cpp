@@ -44,11 +44,11 @@ asio::awaitable<std::optional<RequestHead>> read_request_head(ProxyContext& cont
   }
 }
 
-asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client) {
+asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client,
+                                       asio::ip::tcp::endpoint peer) {
   ConnectionInfo info;
   info.cid = core::CorrelationId::next();
   std::error_code ignored;
-  const auto peer = client.remote_endpoint(ignored);
   info.peer_ip = peer.address().to_string();
   info.peer_port = peer.port();
   client.set_option(asio::ip::tcp::no_delay(true), ignored);

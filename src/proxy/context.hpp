@@ -71,7 +71,8 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
 asio::awaitable<void> handle_forward(ProxyContext& context, const ConnectionInfo& info,
                                      asio::ip::tcp::socket& client, RequestHead head,
                                      std::string leftover);
-asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client);
+asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client,
+                                       asio::ip::tcp::endpoint peer);
 
 // Records a denial for aggregation and logs the event.
 void report_denial(ProxyContext& context, const ConnectionInfo& info, core::Event event,

@@ -216,9 +216,7 @@ asio::awaitable<void> socket_pump(tcp::socket& from, tcp::socket& to, detail::Re
   std::unique_ptr<std::byte[]> buffer(new std::byte[capacity]);
   int full_reads = 0;
   std::size_t since_yield = 0;
-  std::error_code ignored;
-  from.native_non_blocking(true, ignored);
-  to.native_non_blocking(true, ignored);
+  // MSG_DONTWAIT makes each recv/send non-blocking by itself: no per-tunnel FIONBIO ioctls.
   for (;;) {
     if (since_yield >= kTurnBudget) {
       since_yield = 0;

@@ -123,7 +123,8 @@ asio::awaitable<void> ProxyServer::State::accept_loop(tcp::acceptor& acceptor) {
   for (;;) {
     // Each connection runs on its own strand: its coroutines never run concurrently.
     tcp::socket socket(asio::make_strand(io));
-    auto [error] = co_await acceptor.async_accept(socket, detail::kAsTuple);
+    tcp::endpoint peer;  // filled by accept(2) itself: no getpeername per connection
+    auto [error] = co_await acceptor.async_accept(socket, peer, detail::kAsTuple);
     if (error) {
       if (error == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       logger->warn("accept failed: {}; retrying in {} ms", error.message(), backoff.count());
@@ -149,7 +150,7 @@ asio::awaitable<void> ProxyServer::State::accept_loop(tcp::acceptor& acceptor) {
     }
     context.active.fetch_add(1);
     auto executor = socket.get_executor();
-    asio::co_spawn(executor, detail::serve_connection(context, std::move(socket)),
+    asio::co_spawn(executor, detail::serve_connection(context, std::move(socket), peer),
                    [this](const std::exception_ptr& failure) {
                      context.active.fetch_sub(1);
                      if (!failure) return;
