@@ -78,19 +78,18 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
       co_return;
     case Upstream::Failure::kResolve:
     case Upstream::Failure::kRefused:
-      context.log.emit(
-          events::network_open_denied(host, port, upstream.detail)
-              .with_cid(info.cid)
-              .with_message("CONNECT upstream unreachable " + host + ":" + std::to_string(port)));
-      co_await refuse(context, client, upstream_unreachable_response(host, port));
+    case Upstream::Failure::kTimeout: {
+      const bool timed_out = upstream.failure == Upstream::Failure::kTimeout;
+      context.log.emit(events::network_open_denied(host, port, upstream.detail)
+                           .with_cid(info.cid)
+                           .with_message(std::string(timed_out ? "CONNECT upstream timed out "
+                                                               : "CONNECT upstream unreachable ") +
+                                         host + ":" + std::to_string(port)));
+      const std::string response = timed_out ? upstream_timeout_response(host, port)
+                                             : upstream_unreachable_response(host, port);
+      co_await refuse(context, client, response);
       co_return;
-    case Upstream::Failure::kTimeout:
-      context.log.emit(
-          events::network_open_denied(host, port, upstream.detail)
-              .with_cid(info.cid)
-              .with_message("CONNECT upstream timed out " + host + ":" + std::to_string(port)));
-      co_await refuse(context, client, upstream_timeout_response(host, port));
-      co_return;
+    }
   }
 
   // The policy may have been replaced while we resolved and dialed: decide again under the

@@ -194,7 +194,7 @@ SsrfResult<std::vector<policy::IpAddress>> check_destination(
     std::string_view host, uint16_t port, const policy::ConnectDecision& decision,
     std::span<const policy::IpAddress> addresses, const SsrfOptions& options) {
   SsrfResult<DestinationPlan> plan = plan_destination(host, port, decision, options);
-  if (!plan) return plan.denial();
+  if (!plan) return plan.error();
   return validate_addresses(plan.value(), addresses);
 }
 

@@ -12,8 +12,8 @@ asio::awaitable<Upstream> open_upstream(ProxyContext& context, const std::string
   auto plan = plan_destination(host, port, decision, context.ssrf);
   if (!plan) {
     upstream.failure = Upstream::Failure::kSsrf;
-    upstream.ssrf = plan.denial();
-    upstream.detail = plan.denial().detail;
+    upstream.ssrf = plan.error();
+    upstream.detail = plan.error().detail;
     co_return upstream;
   }
   ResolveResult resolved = co_await context.resolver.resolve(host, port);
@@ -25,8 +25,8 @@ asio::awaitable<Upstream> open_upstream(ProxyContext& context, const std::string
   auto validated = validate_addresses(plan.value(), resolved.value());
   if (!validated) {
     upstream.failure = Upstream::Failure::kSsrf;
-    upstream.ssrf = validated.denial();
-    upstream.detail = validated.denial().detail;
+    upstream.ssrf = validated.error();
+    upstream.detail = validated.error().detail;
     co_return upstream;
   }
   const auto endpoints = to_endpoints(validated.value(), port);

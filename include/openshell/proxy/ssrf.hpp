@@ -12,6 +12,7 @@
 #include <variant>
 #include <vector>
 
+#include "openshell/core/result.hpp"
 #include "openshell/policy/engine.hpp"
 #include "openshell/policy/ip_class.hpp"
 
@@ -62,30 +63,7 @@ struct SsrfDenial {
 
 // A value or the denial that replaced it.
 template <class T>
-class [[nodiscard]] SsrfResult {
- public:
-  SsrfResult(T value) : state_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  SsrfResult(SsrfDenial denial)
-      : state_(std::move(denial)) {}  // NOLINT(google-explicit-constructor)
-
-  bool ok() const { return state_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  const T& value() const& {
-    assert(ok());
-    return std::get<0>(state_);
-  }
-  T&& value() && {
-    assert(ok());
-    return std::get<0>(std::move(state_));
-  }
-  const SsrfDenial& denial() const {
-    assert(!ok());
-    return std::get<1>(state_);
-  }
-
- private:
-  std::variant<T, SsrfDenial> state_;
-};
+using SsrfResult = Result<T, SsrfDenial>;
 
 // Step 8's outcome. A value type: it copies what it needs out of the policy, so it does not pin
 // the policy generation.

@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "io_thread.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -25,21 +27,7 @@ using asio::ip::tcp;
 using openshell::proxy::DialFailure;
 using openshell::proxy::DialResult;
 
-class IoThread {
- public:
-  IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  ~IoThread() {
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  asio::io_context& io() { return io_; }
-
- private:
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
+using openshell::test::IoThread;
 
 const asio::ip::address kLoopback4 = asio::ip::make_address("127.0.0.1");
 const asio::ip::address kLoopback6 = asio::ip::make_address("::1");

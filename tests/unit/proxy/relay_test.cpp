@@ -24,6 +24,8 @@
 #include <thread>
 #include <utility>
 
+#include "io_thread.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -38,21 +40,7 @@ const bool kSigpipeIgnored = [] {
   return true;
 }();
 
-class IoThread {
- public:
-  IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  ~IoThread() {
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  asio::io_context& io() { return io_; }
-
- private:
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
+using openshell::test::IoThread;
 
 // Connected loopback pair: `near` on one context, `far` on another. Buffer sizes (if given) are
 // set before the handshake so the advertised window honours them.

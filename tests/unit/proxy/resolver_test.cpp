@@ -22,6 +22,8 @@
 #include <string>
 #include <thread>
 
+#include "io_thread.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -36,22 +38,7 @@ IpAddress ip(const char* text) {
   return *IpAddress::parse(text);
 }
 
-// Runs an io_context on its own thread for the length of a test.
-class IoThread {
- public:
-  IoThread() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
-  ~IoThread() {
-    work_.reset();
-    io_.stop();
-    thread_.join();
-  }
-  asio::io_context& io() { return io_; }
-
- private:
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
+using openshell::test::IoThread;
 
 // A latch the fake lookup blocks on, so tests control when a "slow" lookup returns.
 class Gate {

@@ -131,9 +131,9 @@ void check(const Setup& setup, const std::string& host, uint16_t port,
     return;
   }
   REQUIRE_FALSE(result.ok());
-  CHECK(result.denial().kind == kind_of(mode));
+  CHECK(result.error().kind == kind_of(mode));
   const IpAddress cited = ip(culprit.empty() ? resolved.front() : culprit);
-  CHECK(result.denial().detail == detail_for(expect, host, port, cited));
+  CHECK(result.error().detail == detail_for(expect, host, port, cited));
 }
 
 }  // namespace
@@ -338,11 +338,11 @@ TEST_CASE("ssrf: invalid allowed_ips deny before resolution", "[ssrf]") {
     for (const SsrfOptions& options : {kDefault, kLoopback}) {
       auto plan = openshell::proxy::plan_destination("db.corp", 443, decision, options);
       REQUIRE_FALSE(plan.ok());
-      CHECK(plan.denial().kind == SsrfDenialKind::kInvalidAllowedIps);
-      CHECK(plan.denial().detail == row.detail);
+      CHECK(plan.error().kind == SsrfDenialKind::kInvalidAllowedIps);
+      CHECK(plan.error().detail == row.detail);
       auto combined = openshell::proxy::check_destination("db.corp", 443, decision, {}, options);
       REQUIRE_FALSE(combined.ok());
-      CHECK(combined.denial().kind == SsrfDenialKind::kInvalidAllowedIps);
+      CHECK(combined.error().kind == SsrfDenialKind::kInvalidAllowedIps);
     }
   }
 }
@@ -358,7 +358,7 @@ TEST_CASE("ssrf: check_destination is plan + validate", "[ssrf]") {
   CHECK(ok.value() == good);
   auto denied = openshell::proxy::check_destination("db.corp", 443, decision, bad, kDefault);
   REQUIRE_FALSE(denied.ok());
-  CHECK(denied.denial().kind_text() == "allowed_ips check failed");
+  CHECK(denied.error().kind_text() == "allowed_ips check failed");
   // No addresses: nothing to dial (the resolver never returns an empty success).
   auto empty = openshell::proxy::check_destination("h", 443, ConnectDecision{}, {}, kDefault);
   REQUIRE(empty.ok());
