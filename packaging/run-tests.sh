@@ -58,7 +58,25 @@ else
 fi
 printf '%s\n' "${fuzz_results[@]}"
 
-python3 - "$build/meson-logs/testlog.json" "${fuzz_results[@]}" <<'PY'
+# Layer separation (DESIGN.md): a proxy-less build links neither the HTTP parser nor TLS.
+layer_results=()
+nop_build=${OPENSHELL_NOPROXY_BUILD:-build/noproxy}
+if { [ -f "$nop_build/build.ninja" ] || meson setup "$nop_build" -Dproxy=disabled -Dtests=false \
+       -Dbench=false >/dev/null; } && meson compile -C "$nop_build" -j 2 openshell >/dev/null; then
+  if ldd "$nop_build/src/cli/openshell" | grep -qE 'http_parser|mbed|libssl'; then
+    layer_results+=("not ok - -Dproxy=disabled build links proxy libraries")
+    ldd "$nop_build/src/cli/openshell"
+  elif "$nop_build/src/cli/openshell" proxy >/dev/null 2>&1; then
+    layer_results+=("not ok - -Dproxy=disabled build still has the proxy subcommand")
+  else
+    layer_results+=("ok - -Dproxy=disabled build has no proxy code or libraries")
+  fi
+else
+  layer_results+=("not ok - -Dproxy=disabled build")
+fi
+printf '%s\n' "${layer_results[@]}"
+
+python3 - "$build/meson-logs/testlog.json" "${fuzz_results[@]}" "${layer_results[@]}" <<'PY'
 import json, re, sys
 passed = failed = 0
 for line in open(sys.argv[1]):

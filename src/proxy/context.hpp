@@ -35,7 +35,6 @@ struct ProxyContext {
 // One client connection's identity in events.
 struct ConnectionInfo {
   core::CorrelationId cid;
-  std::string peer;  // "ip:port" of the client
   uint16_t peer_port = 0;
   std::string peer_ip;
 };
