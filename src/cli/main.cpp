@@ -49,6 +49,15 @@ int main(int argc, char** argv) {
     fmt::print("openshell {}\n", OPENSHELL_VERSION);
     return openshell::cli::kExitOk;
   } catch (const CLI::ParseError& error) {
+    // CLI11 reports a missing subcommand before an unknown word; name the word instead.
+    if (selected_app(root) == &root && argc > 1 && argv[1][0] != '-') {
+      bool known = false;
+      for (const CLI::App* sub : root.get_subcommands({}))
+        known = known || sub->check_name(argv[1]);
+      if (!known) {
+        return openshell::cli::usage_error(root, std::string("unknown command '") + argv[1] + "'");
+      }
+    }
     return openshell::cli::usage_error(*selected_app(root), error.what());
   }
   if (!action) return openshell::cli::usage_error(*selected_app(root), "a subcommand is required");
