@@ -8,6 +8,10 @@
 #include "openshell/policy/diagnostic.hpp"
 #include "openshell/policy/document.hpp"
 
+namespace YAML {
+class Node;
+}  // namespace YAML
+
 namespace openshell::policy::detail {
 
 // Where each node of the document was written, keyed by its document path
@@ -41,6 +45,12 @@ class DiagnosticSink {
   const Locator& locator_;
   std::vector<Diagnostic> diagnostics_;
 };
+
+// The schema pass: node tree → document, recording every node's location and reporting type,
+// unknown-key and duplicate-key errors into `diagnostics`. May throw yaml-cpp exceptions.
+void read_document(const YAML::Node& root, PolicyDocument& document, Locator& locator,
+                   std::vector<Diagnostic>& diagnostics);
+SourceLocation location_of(const YAML::Node& node);
 
 // Semantic validation of a schema-valid document (spec §1.2–1.7). Reports into `sink`.
 void validate_document(const PolicyDocument& document, DiagnosticSink& sink);
