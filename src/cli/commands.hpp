@@ -18,6 +18,7 @@ inline constexpr int kExitUsage = 2;
 void add_policy_command(CLI::App& root, Action& action);
 #ifdef OPENSHELL_WITH_PROXY
 void add_proxy_command(CLI::App& root, Action& action);
+void add_ctl_command(CLI::App& root, Action& action);
 #endif
 
 // Prints a one-line usage error with a hint and returns kExitUsage.

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   openshell::cli::add_policy_command(root, action);
 #ifdef OPENSHELL_WITH_PROXY
   openshell::cli::add_proxy_command(root, action);
+  openshell::cli::add_ctl_command(root, action);
 #endif
 
   try {

@@ -1,5 +1,6 @@
 // `openshell proxy`: the egress filter alone. Starts deny-all unless --policy is given; SIGHUP
-// reloads the policy file, SIGTERM/SIGINT drain and exit 0.
+// reloads the policy file, SIGTERM/SIGINT drain and exit 0. With --control, a gRPC control
+// endpoint serves ProxyControl; without it no control socket and no gRPC thread exist.
 #include <fmt/core.h>
 #include <signal.h>
 
@@ -10,8 +11,11 @@
 
 #include "commands.hpp"
 #include "log_flags.hpp"
+#include "openshell/control/endpoint.hpp"
+#include "openshell/control/server.hpp"
 #include "openshell/core/events.hpp"
 #include "openshell/policy/loader.hpp"
+#include "openshell/proxy/control.hpp"
 #include "openshell/proxy/server.hpp"
 
 namespace openshell::cli {
@@ -21,6 +25,11 @@ namespace {
 struct ProxyFlags {
   proxy::ProxyOptions options;
   std::string policy_file;
+  std::string control;  // unix:PATH | tcp:HOST:PORT; empty: no control endpoint
+  std::string control_token_file;
+  std::string control_tls_cert;  // with _key and _client_ca: mutual TLS
+  std::string control_tls_key;
+  std::string control_tls_client_ca;
   LogFlags log;
   double head_timeout = 0;
   double connect_timeout = 0;
@@ -110,6 +119,45 @@ int run_proxy(ProxyFlags& flags) {
                  .with_field("listen", address));
   }
 
+  proxy::LocalProxyControl local_control(store, &server);
+  std::unique_ptr<control::ControlServer> control_server;
+  if (!flags.control.empty()) {
+    control::ServerOptions control_options;
+    control_options.endpoint = *control::parse_endpoint(flags.control);  // checked when parsed
+    if (!flags.control_token_file.empty()) {
+      auto token = control::read_token_file(flags.control_token_file);
+      if (!token.ok()) {
+        log.error("{}", token.error().message);
+        server.shutdown(std::chrono::milliseconds(0));
+        return kExitFailure;
+      }
+      control_options.token = std::move(*token);
+    }
+    if (!flags.control_tls_cert.empty()) {
+      auto cert = control::read_pem_file(flags.control_tls_cert);
+      auto key = control::read_pem_file(flags.control_tls_key);
+      auto ca = control::read_pem_file(flags.control_tls_client_ca);
+      for (const auto* read : {&cert, &key, &ca}) {
+        if (!read->ok()) {
+          log.error("{}", read->error().message);
+          server.shutdown(std::chrono::milliseconds(0));
+          return kExitFailure;
+        }
+      }
+      control_options.tls = control::ServerTls{*cert, *key, *ca};
+    }
+    auto started = control::ControlServer::start(std::move(control_options), local_control);
+    if (!started.ok()) {
+      log.error("control endpoint {}: {}", flags.control, started.error().message);
+      server.shutdown(std::chrono::milliseconds(0));
+      return kExitFailure;
+    }
+    control_server = std::move(*started);
+    const std::string bound = control_server->endpoint().to_string();
+    log.emit(core::events::app_lifecycle(core::AppActivity::kStart, "control listening on " + bound)
+                 .with_field("control", bound));
+  }
+
   for (;;) {
     int signal_number = 0;
     if (sigwait(&signals, &signal_number) != 0) continue;
@@ -125,6 +173,9 @@ int run_proxy(ProxyFlags& flags) {
     log.emit(core::events::app_lifecycle(
         core::AppActivity::kStop,
         fmt::format("signal {}: draining for up to {} s", signal_number, flags.grace)));
+    // Control first: open watch streams end and no push lands while the proxy drains.
+    local_control.close();
+    if (control_server) control_server->shutdown();
     server.shutdown(options.grace);
     log.emit(core::events::app_lifecycle(core::AppActivity::kStop, "proxy stopped"));
     return kExitOk;
@@ -145,6 +196,21 @@ void add_proxy_command(CLI::App& root, Action& action) {
                   "IP:PORT or [IPv6]:PORT to listen on (repeatable; default 127.0.0.1:3128)");
   app->add_option("--policy", flags->policy_file,
                   "Policy file (YAML or JSON); SIGHUP reloads it. Without it: deny-all")
+      ->check(CLI::ExistingFile);
+  app->add_option("--control", flags->control,
+                  "Serve the control API on unix:PATH (socket 0600) or tcp:HOST:PORT (needs "
+                  "--control-token-file or --control-tls-*)");
+  app->add_option("--control-token-file", flags->control_token_file,
+                  "File holding the bearer token control clients must present")
+      ->check(CLI::ExistingFile);
+  app->add_option("--control-tls-cert", flags->control_tls_cert,
+                  "Control mTLS: this server's certificate chain (PEM)")
+      ->check(CLI::ExistingFile);
+  app->add_option("--control-tls-key", flags->control_tls_key,
+                  "Control mTLS: this server's private key (PEM)")
+      ->check(CLI::ExistingFile);
+  app->add_option("--control-tls-client-ca", flags->control_tls_client_ca,
+                  "Control mTLS: CA that client certificates must chain to (PEM)")
       ->check(CLI::ExistingFile);
   flags->log.add_to(*app);
   app->add_option("--threads", o.threads, "I/O worker threads (default: one per core)")
@@ -179,6 +245,26 @@ void add_proxy_command(CLI::App& root, Action& action) {
                 "Deny when no process identity is available instead of ignoring `binaries`");
   app->callback([&action, flags] {
     if (flags->options.listen.empty()) flags->options.listen = {"127.0.0.1:3128"};
+    const size_t tls_files = static_cast<size_t>(!flags->control_tls_cert.empty()) +
+                             static_cast<size_t>(!flags->control_tls_key.empty()) +
+                             static_cast<size_t>(!flags->control_tls_client_ca.empty());
+    if (tls_files != 0 && tls_files != 3) {
+      throw CLI::ValidationError("--control-tls-cert",
+                                 "mTLS needs --control-tls-cert, --control-tls-key and "
+                                 "--control-tls-client-ca together");
+    }
+    if (!flags->control.empty()) {
+      auto endpoint = control::parse_endpoint(flags->control);
+      if (!endpoint.ok()) throw CLI::ValidationError("--control", endpoint.error().message);
+      if (endpoint->kind == control::Endpoint::Kind::kTcp && flags->control_token_file.empty() &&
+          tls_files == 0) {
+        throw CLI::ValidationError("--control",
+                                   "tcp: needs --control-token-file or --control-tls-* (no "
+                                   "unauthenticated TCP control)");
+      }
+    } else if (!flags->control_token_file.empty() || tls_files != 0) {
+      throw CLI::ValidationError("--control-token-file", "control options need --control");
+    }
     action = [flags] { return run_proxy(*flags); };
   });
 }

@@ -98,6 +98,7 @@ struct ProxyServer::State {
   asio::steady_timer denial_timer{io};
   std::vector<std::thread> threads;
   std::atomic<bool> stopped{false};
+  std::atomic<uint64_t> accepted{0};
 
   State(ProxyOptions opts, PolicyStore& store, std::shared_ptr<core::Logger> log)
       : options(std::move(opts)),
@@ -134,6 +135,7 @@ asio::awaitable<void> ProxyServer::State::accept_loop(tcp::acceptor& acceptor) {
       continue;
     }
     backoff = kAcceptBackoffBase;
+    accepted.fetch_add(1, std::memory_order_relaxed);
     if (context.active.load() >= options.max_connections) {
       logger->emit(core::Event::network(core::NetworkActivity::kRefuse)
                        .denied()
@@ -281,6 +283,10 @@ void ProxyServer::shutdown(std::chrono::milliseconds grace) {
 
 size_t ProxyServer::active_connections() const {
   return state_->context.active.load();
+}
+
+uint64_t ProxyServer::connections_total() const {
+  return state_->accepted.load(std::memory_order_relaxed);
 }
 
 DenialAggregator& ProxyServer::denials() {

@@ -33,6 +33,8 @@ class ProxyServer {
   void shutdown(std::chrono::milliseconds grace);
 
   size_t active_connections() const;
+  // Client connections accepted since start (including those refused by the cap).
+  uint64_t connections_total() const;
   DenialAggregator& denials();
 
  private:
