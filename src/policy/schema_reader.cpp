@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
+#include <exception>
 #include <functional>
 #include <initializer_list>
 #include <set>
@@ -63,6 +64,14 @@ std::string quoted_list(std::initializer_list<std::string_view> names) {
 // Set by the reference's gateway, never by users; accepted and ignored.
 constexpr std::string_view kInternalEndpointKeys[] = {"provider_credentialed", "advisor_proposed"};
 
+// YAML aliases let a few bytes name a huge tree (a 45 KB "billion laughs" policy expands to
+// millions of rules). A plain document within the 4 MiB size limit stays far below this.
+constexpr size_t kMaxDocumentNodes = 200000;
+
+struct NodeBudgetExceeded : std::exception {
+  const char* what() const noexcept override { return "document expands to too many nodes"; }
+};
+
 class SchemaReader {
  public:
   SchemaReader(detail::Locator& locator, std::vector<Diagnostic>& diagnostics)
@@ -106,8 +115,14 @@ class SchemaReader {
   void read_rule_body(const YAML::Node& node, const std::string& path, RestRule& out);
   void read_query(const YAML::Node& node, const std::string& path, RestRule& out);
 
+  // Counts one visited node; past the budget, abandons the whole read.
+  void spend() {
+    if (++visited_ > kMaxDocumentNodes) throw NodeBudgetExceeded();
+  }
+
   detail::Locator& locator_;
   std::vector<Diagnostic>& diagnostics_;
+  size_t visited_ = 0;
 };
 
 void SchemaReader::for_each_field(const YAML::Node& map, const std::string& path,
@@ -115,6 +130,7 @@ void SchemaReader::for_each_field(const YAML::Node& map, const std::string& path
                                   const FieldHandler& handler) {
   std::set<std::string, std::less<>> seen;
   for (auto it = map.begin(); it != map.end(); ++it) {
+    spend();
     // yaml-cpp's iterator hands out a temporary pair: copy the (cheap, shared) node handles.
     const YAML::Node key_node = it->first;
     const YAML::Node value = it->second;
@@ -187,6 +203,7 @@ std::vector<std::string> SchemaReader::read_string_list(const YAML::Node& node,
   if (node.IsNull()) return out;
   if (!expect(node, YAML::NodeType::Sequence, path, "a list of strings")) return out;
   for (size_t i = 0; i < node.size(); ++i) {
+    spend();
     const std::string item_path = detail::element(path, i);
     locator_.record(item_path, location_of(node[i]));
     if (auto text = read_string(node[i], item_path)) out.push_back(std::move(*text));
@@ -302,6 +319,7 @@ void SchemaReader::read_network_policy(const YAML::Node& node, const std::string
           if (value.IsNull()) return;
           if (!expect(value, YAML::NodeType::Sequence, p, "a list of endpoints")) return;
           for (size_t i = 0; i < value.size(); ++i) {
+            spend();
             const std::string endpoint_path = detail::element(p, i);
             locator_.record(endpoint_path, location_of(value[i]));
             Endpoint endpoint;
@@ -313,6 +331,7 @@ void SchemaReader::read_network_policy(const YAML::Node& node, const std::string
           if (value.IsNull()) return;
           if (!expect(value, YAML::NodeType::Sequence, p, "a list of binaries")) return;
           for (size_t i = 0; i < value.size(); ++i) {
+            spend();
             const std::string binary_path = detail::element(p, i);
             locator_.record(binary_path, location_of(value[i]));
             if (!expect(value[i], YAML::NodeType::Map, binary_path, "a map with `path`")) {
@@ -391,6 +410,7 @@ void SchemaReader::read_endpoint(const YAML::Node& node, const std::string& path
                      if (value.IsNull()) return;
                      if (!expect(value, YAML::NodeType::Sequence, p, "a list of ports")) return;
                      for (size_t i = 0; i < value.size(); ++i) {
+                       spend();
                        const std::string port_path = detail::element(p, i);
                        locator_.record(port_path, location_of(value[i]));
                        read_port(value[i], port_path, port_list);
@@ -435,6 +455,7 @@ void SchemaReader::read_rules(const YAML::Node& node, const std::string& path, b
   if (node.IsNull()) return;
   if (!expect(node, YAML::NodeType::Sequence, path, "a list of rules")) return;
   for (size_t i = 0; i < node.size(); ++i) {
+    spend();
     const std::string rule_path = detail::element(path, i);
     const YAML::Node& item = node[i];
     locator_.record(rule_path, location_of(item));
@@ -539,7 +560,16 @@ SourceLocation location_of(const YAML::Node& node) {
 void read_document(const YAML::Node& root, PolicyDocument& document, Locator& locator,
                    std::vector<Diagnostic>& diagnostics) {
   SchemaReader reader(locator, diagnostics);
-  reader.read_root(root, document);
+  try {
+    reader.read_root(root, document);
+  } catch (const NodeBudgetExceeded&) {
+    diagnostics.push_back(
+        Diagnostic{Severity::kError,
+                   "",
+                   {},
+                   "document expands to more than " + std::to_string(kMaxDocumentNodes) +
+                       " nodes (YAML aliases repeating large structures?); refusing to read it"});
+  }
 }
 
 }  // namespace detail

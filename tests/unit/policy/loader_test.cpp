@@ -258,3 +258,19 @@ TEST_CASE("an unreadable file is one error, not a crash") {
   REQUIRE(result.diagnostics.size() == 1);
   CHECK(result.diagnostics[0].message.find("cannot read") != std::string::npos);
 }
+
+TEST_CASE("a YAML alias bomb is refused instead of expanding to millions of rules") {
+  // 3,001 endpoints, each an alias to one endpoint holding 3,001 aliased rules: 9 million rules
+  // from 45 KB of text.
+  std::string text =
+      "version: 1\nnetwork_policies:\n  p:\n    endpoints:\n"
+      "      - &e {host: a.example, port: 443, protocol: rest, rules: [&r {allow: {method: GET, "
+      "path: /x}}";
+  for (int i = 0; i < 3000; ++i) text += ", *r";
+  text += "]}\n";
+  for (int i = 0; i < 3000; ++i) text += "      - *e\n";
+  const auto result = load_policy(text);
+  REQUIRE_FALSE(result.ok());
+  REQUIRE(result.diagnostics.size() == 1);
+  CHECK_THAT(result.diagnostics[0].message, Catch::Contains("expands to more than"));
+}
