@@ -563,3 +563,12 @@ def curl(*args, timeout=20):
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     return subprocess.run(["curl", "-sS", "--max-time", "10", *args], capture_output=True,
                           timeout=timeout, env=env)
+
+
+def policy_yaml(policies):
+    """{key: [endpoint dict, ...]} -> a policy document (YAML with JSON flow mappings)."""
+    lines = ["version: 1", "network_policies:"]
+    for key, endpoints in policies.items():
+        lines += [f"  {key}:", "    endpoints:"]
+        lines += [f"      - {json.dumps(endpoint)}" for endpoint in endpoints]
+    return "\n".join(lines) + "\n"

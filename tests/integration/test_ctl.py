@@ -17,18 +17,12 @@ import subprocess
 import threading
 import time
 
-from proxy_fixture import Lab, curl, forward_request, read_response, request
+from proxy_fixture import Lab, policy_yaml, curl, forward_request, read_response, request
 from tap import BIN, main, run, test
 
 LOOPBACK = ["--allow-loopback-upstream"]
 
 
-def policy_yaml(policies):
-    lines = ["version: 1", "network_policies:"]
-    for key, endpoints in policies.items():
-        lines += [f"  {key}:", "    endpoints:"]
-        lines += [f"      - {json.dumps(endpoint)}" for endpoint in endpoints]
-    return "\n".join(lines) + "\n"
 
 
 def control_proxy(lab, control, extra=()):

@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 
-from proxy_fixture import (Lab, Response, assert_json_error, closed_port, connect_request, curl,
+from proxy_fixture import (Lab, policy_yaml, Response, assert_json_error, closed_port, connect_request, curl,
                            exchange, forward_request, open_tunnel, read_response, recv_until_close,
                            request, tls_files)
 from tap import BIN, main, run, test
@@ -34,13 +34,6 @@ from tap import BIN, main, run, test
 LOOPBACK = ["--allow-loopback-upstream"]
 
 
-def policy_yaml(policies):
-    """{key: [endpoint dict, ...]} -> a policy document (YAML with JSON flow mappings)."""
-    lines = ["version: 1", "network_policies:"]
-    for key, endpoints in policies.items():
-        lines += [f"  {key}:", "    endpoints:"]
-        lines += [f"      - {json.dumps(endpoint)}" for endpoint in endpoints]
-    return "\n".join(lines) + "\n"
 
 
 def tunnel_get(sock, host_port, path):
