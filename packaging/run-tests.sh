@@ -43,7 +43,7 @@ if [ $fuzz_rc -eq 0 ]; then
       extra_seeds+=(../shared/specs/openshell-policies)
     fi
     work=$(mktemp -d)
-    if "$fuzz_build/tests/fuzz/$name" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+    if "$fuzz_build/tests/fuzz/$name" -seed=1 -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
          -print_final_stats=0 "$work" "$corpus_seed" "${extra_seeds[@]}" >"$work.log" 2>&1; then
       fuzz_results+=("ok - fuzz $name (${fuzz_seconds}s)")
     else
