@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -37,27 +38,44 @@ struct ProxyFlags {
   double grace = 0;
 };
 
+// The loader refuses documents over 4 MiB; reading one byte more lets it say so.
+constexpr size_t kMaxPolicyFileRead = (size_t{4} << 20) + 1;
+
 std::chrono::milliseconds seconds(double value) {
   return std::chrono::milliseconds(static_cast<int64_t>(value * 1000));
 }
 
 // Loads --policy into the store; every diagnostic is logged with its location.
 bool load_policy_file(core::Logger& log, proxy::PolicyStore& store, const std::string& file) {
-  const policy::LoadResult loaded = policy::load_policy_file(file);
+  // Read the text ourselves so the load event can carry its digest; one byte past the loader's
+  // size limit is enough for it to refuse an oversized file.
+  std::ifstream in(file, std::ios::binary);
+  std::string text;
+  if (in) {
+    text.resize(kMaxPolicyFileRead);
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+  }
+  if (!in && !in.eof()) {
+    log.error("{}: cannot read the policy file", file);
+    return false;
+  }
+  const policy::LoadResult loaded = policy::load_policy(text);
   for (const auto& d : loaded.diagnostics) {
     const std::string where =
         d.location.line > 0 ? fmt::format("{}:{}:{}", file, d.location.line, d.location.column)
                             : file;
-    const std::string text = d.path.empty() ? d.message : d.path + ": " + d.message;
+    const std::string message = d.path.empty() ? d.message : d.path + ": " + d.message;
     if (d.severity == policy::Severity::kError) {
-      log.error("{}: {}", where, text);
+      log.error("{}: {}", where, message);
     } else {
-      log.warn("{}: {}", where, text);
+      log.warn("{}: {}", where, message);
     }
   }
   if (!loaded.ok()) return false;
   const uint64_t generation = store.push_document(*loaded.document);
-  log.emit(core::events::policy_loaded(generation, file));
+  log.emit(core::events::policy_loaded(generation, proxy::sha256_hex(text))
+               .with_field("policy_file", file));
   return true;
 }
 
