@@ -376,8 +376,8 @@ Result<Authority> parse_host_port(std::string_view text, std::optional<uint16_t>
     std::array<unsigned char, 16> address{};
     // Only hex digits, ':' and '.' (IPv4 tail): a NUL would end the string inet_pton sees and
     // let "20b::\0junk" through as "20b::" (found by http_head_fuzz).
-    const bool literal_chars = host.find_first_not_of("0123456789abcdefABCDEF:.") ==
-                               std::string_view::npos;
+    const bool literal_chars =
+        host.find_first_not_of("0123456789abcdefABCDEF:.") == std::string_view::npos;
     if (host.empty() || host.size() > 45 || !literal_chars ||
         inet_pton(AF_INET6, std::string(host).c_str(), address.data()) != 1) {
       return parse_error("invalid IPv6 literal");

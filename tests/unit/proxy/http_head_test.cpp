@@ -509,7 +509,11 @@ TEST_CASE("parse_host_header applies the default port", "[http_head][uri]") {
 
 TEST_CASE("an IPv6 literal with an embedded NUL is refused (fuzz finding)") {
   using namespace std::string_view_literals;
-  CHECK_FALSE(openshell::proxy::parse_connect_target("[20b::\0" "1]:8"sv).ok());
-  CHECK_FALSE(openshell::proxy::parse_proxy_uri("http://[::1\0" "x]/"sv).ok());
+  CHECK_FALSE(openshell::proxy::parse_connect_target("[20b::\0"
+                                                     "1]:8"sv)
+                  .ok());
+  CHECK_FALSE(openshell::proxy::parse_proxy_uri("http://[::1\0"
+                                                "x]/"sv)
+                  .ok());
   CHECK(openshell::proxy::parse_connect_target("[20b::1]:8").ok());
 }
