@@ -103,8 +103,8 @@ int run_eval(const EvalOptions& options) {
   }
 
   // The path is canonicalised exactly as the proxy would before deciding.
-  const auto canonical =
-      policy::canonicalize_target(options.path, engine->canon_options(connection));
+  const auto canonical = policy::canonicalize_target(
+      options.path, policy::canon_options(engine->decide_connect(connection)));
   if (const auto* error = std::get_if<policy::CanonError>(&canonical)) {
     policy::Decision decision;
     decision.layer = policy::Layer::kL7;

@@ -268,7 +268,6 @@ class PolicyEngine final : public CompiledPolicy {
   ConnectDecision decide_connect(const ConnectInput& input) const override;
   Decision decide_request(const ConnectInput& connection,
                           const RequestInput& request) const override;
-  CanonOptions canon_options(const ConnectInput& connection) const override;
 
  private:
   void build();
@@ -502,13 +501,6 @@ Decision PolicyEngine::decide_request(const ConnectInput& connection,
   return decision;
 }
 
-CanonOptions PolicyEngine::canon_options(const ConnectInput& connection) const {
-  CanonOptions options;
-  const ConnectDecision l4 = decide_connect(connection);
-  if (l4.primary != nullptr) options.allow_encoded_slash = l4.primary->source().allow_encoded_slash;
-  return options;
-}
-
 }  // namespace
 
 std::string_view action_name(Action action) {
@@ -521,6 +513,14 @@ std::string_view action_name(Action action) {
       return "audit";
   }
   return "deny";
+}
+
+CanonOptions canon_options(const ConnectDecision& decision) {
+  CanonOptions options;
+  if (decision.primary != nullptr) {
+    options.allow_encoded_slash = decision.primary->source().allow_encoded_slash;
+  }
+  return options;
 }
 
 std::string_view layer_name(Layer layer) {

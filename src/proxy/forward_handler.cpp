@@ -109,7 +109,7 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
                               forward_denied_response(head.method, uri.host, uri.port, log_path));
   }
 
-  const auto canonical = policy::canonicalize_target(uri.path, policy->canon_options(connection));
+  const auto canonical = policy::canonicalize_target(uri.path, policy::canon_options(decision));
   if (std::holds_alternative<policy::CanonError>(canonical)) {
     co_return co_await answer(r, invalid_request_target_response());
   }

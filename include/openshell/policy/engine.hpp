@@ -90,9 +90,6 @@ class CompiledPolicy {
   virtual Decision decide_request(const ConnectInput& connection,
                                   const RequestInput& request) const = 0;
 
-  // Options for canonicalising requests to host:port (allow_encoded_slash of the L7 route).
-  virtual CanonOptions canon_options(const ConnectInput& connection) const = 0;
-
  protected:
   CompiledPolicy(PolicyDocument document, uint64_t generation)
       : document_(std::move(document)), generation_(generation) {}
@@ -101,6 +98,10 @@ class CompiledPolicy {
   PolicyDocument document_;
   uint64_t generation_;
 };
+
+// Options for canonicalising requests on an admitted connection: `allow_encoded_slash` of the
+// endpoint that supplies its configuration. Taken from the decision, so it costs no second lookup.
+CanonOptions canon_options(const ConnectDecision& decision);
 
 // Builds the immutable engine from a validated document.
 std::shared_ptr<const CompiledPolicy> compile_policy(PolicyDocument document, uint64_t generation);
