@@ -18,11 +18,6 @@ asio::awaitable<void> refuse(ProxyContext& context, asio::ip::tcp::socket& clien
   (void)co_await write_all(client, response, context.options.head_timeout);
 }
 
-std::string identity_required_reason() {
-  return "process identity is required (--require-identity) but this proxy has no identity "
-         "source";
-}
-
 }  // namespace
 
 asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo& info,
@@ -40,12 +35,8 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
   const uint16_t port = target->port;
 
   const auto policy = context.store.current();
-  policy::ConnectDecision decision = policy->decide_connect({host, port, nullptr});
-  if (decision.action == policy::Action::kAllow && context.options.require_identity) {
-    decision.action = policy::Action::kDeny;
-    decision.matched_policy = {};
-    decision.reason = identity_required_reason();
-  }
+  const policy::ConnectDecision decision =
+      decide_connection(context, *policy, {host, port, nullptr});
   if (decision.action != policy::Action::kAllow) {
     report_denial(context, info, events::network_open_denied(host, port, decision.reason),
                   DenialEvent{host, port, "-", decision.reason, "connect"});
@@ -95,7 +86,7 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
   // The policy may have been replaced while we resolved and dialed: decide again under the
   // generation that is current now, so no tunnel opens on a withdrawn policy.
   if (context.store.generation() != decision.generation) {
-    const auto now = context.store.current()->decide_connect({host, port, nullptr});
+    const auto now = decide_connection(context, *context.store.current(), {host, port, nullptr});
     if (now.action != policy::Action::kAllow) {
       report_denial(context, info, events::network_open_denied(host, port, now.reason),
                     DenialEvent{host, port, "-", now.reason, "connect"});

@@ -64,6 +64,20 @@ asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::soc
   }
 }
 
+policy::ConnectDecision decide_connection(const ProxyContext& context,
+                                          const policy::CompiledPolicy& policy,
+                                          const policy::ConnectInput& input) {
+  policy::ConnectDecision decision = policy.decide_connect(input);
+  if (decision.action == policy::Action::kAllow && context.options.require_identity) {
+    decision.action = policy::Action::kDeny;
+    decision.matched_policy = {};
+    decision.reason =
+        "process identity is required (--require-identity) but this proxy has no identity "
+        "source";
+  }
+  return decision;
+}
+
 void report_denial(ProxyContext& context, const ConnectionInfo& info, core::Event event,
                    DenialEvent denial) {
   event.with_cid(info.cid).with_src(info.peer_ip, info.peer_port);

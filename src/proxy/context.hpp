@@ -73,6 +73,12 @@ asio::awaitable<void> handle_forward(ProxyContext& context, const ConnectionInfo
 asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client,
                                        asio::ip::tcp::endpoint peer);
 
+// The connection-level decision under `policy`, with --require-identity applied: this proxy has no
+// identity source, so requiring one denies what the policy would admit.
+policy::ConnectDecision decide_connection(const ProxyContext& context,
+                                          const policy::CompiledPolicy& policy,
+                                          const policy::ConnectInput& input);
+
 // Records a denial for aggregation and logs the event.
 void report_denial(ProxyContext& context, const ConnectionInfo& info, core::Event event,
                    DenialEvent denial);

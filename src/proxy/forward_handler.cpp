@@ -92,13 +92,7 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
   const std::string_view log_path = path_without_query(uri.path);
   const auto policy = context.store.current();
   const policy::ConnectInput connection{uri.host, uri.port, nullptr};
-  policy::ConnectDecision decision = policy->decide_connect(connection);
-  if (decision.action == policy::Action::kAllow && context.options.require_identity) {
-    decision.action = policy::Action::kDeny;
-    decision.reason =
-        "process identity is required (--require-identity) but this proxy has no "
-        "identity source";
-  }
+  const policy::ConnectDecision decision = decide_connection(context, *policy, connection);
   if (decision.action != policy::Action::kAllow) {
     report_denial(context, info,
                   forward_event("FORWARD blocked: " + decision.reason, uri, head.method, log_path)
