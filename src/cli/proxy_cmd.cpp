@@ -18,6 +18,7 @@
 #include "openshell/policy/loader.hpp"
 #include "openshell/proxy/control.hpp"
 #include "openshell/proxy/server.hpp"
+#include "tls_flags.hpp"
 
 namespace openshell::cli {
 
@@ -32,6 +33,7 @@ struct ProxyFlags {
   std::string control_tls_key;
   std::string control_tls_client_ca;
   LogFlags log;
+  TlsFlags tls;
   double head_timeout = 0;
   double connect_timeout = 0;
   double idle_timeout = 0;
@@ -126,7 +128,21 @@ int run_proxy(ProxyFlags& flags) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  proxy::ProxyServer server(options, store, *installed);
+  // Without a CA, tunnels that need termination are refused (503) and the rest still work; a
+  // CA the operator named that cannot be used is a startup error.
+  std::unique_ptr<proxy::tls::Interception> interception;
+  if (auto created = flags.tls.create(log); created.ok()) {
+    interception = std::move(*created);
+  } else if (!flags.tls.options.ca_cert_path.empty() || !flags.tls.ca_out.empty() ||
+             !flags.tls.options.upstream_ca_paths.empty()) {
+    log.error("{}", created.error().message);
+    return kExitFailure;
+  } else {
+    log.warn("{}; TLS termination disabled: tunnels that need it get 503", created.error().message);
+  }
+  options.intercept_all = flags.tls.intercept_all();
+
+  proxy::ProxyServer server(options, store, *installed, interception.get());
   if (auto bound = server.bind(); !bound.ok()) {
     log.error("{}", bound.error().message);
     return kExitFailure;
@@ -137,7 +153,9 @@ int run_proxy(ProxyFlags& flags) {
                  .with_field("listen", address));
   }
 
-  proxy::LocalProxyControl local_control(store, &server);
+  proxy::LocalControlOptions control_options_local;
+  if (interception) control_options_local.ca_pem = interception->ca().cert_pem();
+  proxy::LocalProxyControl local_control(store, &server, std::move(control_options_local));
   std::unique_ptr<control::ControlServer> control_server;
   if (!flags.control.empty()) {
     control::ServerOptions control_options;
@@ -231,6 +249,7 @@ void add_proxy_command(CLI::App& root, Action& action) {
                   "Control mTLS: CA that client certificates must chain to (PEM)")
       ->check(CLI::ExistingFile);
   flags->log.add_to(*app);
+  flags->tls.add_to(*app);
   app->add_option("--threads", o.threads, "I/O worker threads (default: one per core)")
       ->check(CLI::Range(0, 256));
   app->add_option("--max-connections", o.max_connections,
@@ -263,6 +282,9 @@ void add_proxy_command(CLI::App& root, Action& action) {
                 "Deny when no process identity is available instead of ignoring `binaries`");
   app->callback([&action, flags] {
     if (flags->options.listen.empty()) flags->options.listen = {"127.0.0.1:3128"};
+    if (flags->tls.options.ca_cert_path.empty() != flags->tls.options.ca_key_path.empty()) {
+      throw CLI::ValidationError("--ca-cert", "--ca-cert and --ca-key go together");
+    }
     const size_t tls_files = static_cast<size_t>(!flags->control_tls_cert.empty()) +
                              static_cast<size_t>(!flags->control_tls_key.empty()) +
                              static_cast<size_t>(!flags->control_tls_client_ca.empty());

@@ -9,8 +9,8 @@ namespace {
 
 // Feeds pending bytes to `framer`, forwards what belongs to the message; repeats until done.
 template <class Framer>
-asio::awaitable<BodyRelay> relay_framed(SocketReader& from, asio::ip::tcp::socket& to,
-                                        Framer& framer, Clock::duration idle) {
+asio::awaitable<BodyRelay> relay_framed(StreamReader& from, ByteStream& to, Framer& framer,
+                                        Clock::duration idle) {
   BodyRelay result;
   for (;;) {
     const std::string_view pending = from.pending();
@@ -44,8 +44,8 @@ asio::awaitable<BodyRelay> relay_framed(SocketReader& from, asio::ip::tcp::socke
 
 }  // namespace
 
-asio::awaitable<BodyRelay> relay_body(SocketReader& from, asio::ip::tcp::socket& to,
-                                      BodyFraming framing, uint64_t length, Clock::duration idle) {
+asio::awaitable<BodyRelay> relay_body(StreamReader& from, ByteStream& to, BodyFraming framing,
+                                      uint64_t length, Clock::duration idle) {
   switch (framing) {
     case BodyFraming::kNone:
       co_return BodyRelay{true, false, 0, {}};

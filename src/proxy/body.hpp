@@ -17,7 +17,7 @@ struct BodyRelay {
 };
 
 // `idle` bounds each wait for bytes from `from` and each write to `to`.
-asio::awaitable<BodyRelay> relay_body(SocketReader& from, asio::ip::tcp::socket& to,
-                                      BodyFraming framing, uint64_t length, Clock::duration idle);
+asio::awaitable<BodyRelay> relay_body(StreamReader& from, ByteStream& to, BodyFraming framing,
+                                      uint64_t length, Clock::duration idle);
 
 }  // namespace openshell::proxy::detail

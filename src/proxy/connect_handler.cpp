@@ -5,6 +5,9 @@
 #include "io.hpp"
 #include "openshell/core/events.hpp"
 #include "openshell/proxy/http_response.hpp"
+#include "openshell/proxy/tunnel_sniff.hpp"
+#include "tls_tunnel.hpp"
+#include "tunnel_http.hpp"
 
 namespace openshell::proxy::detail {
 
@@ -12,10 +15,121 @@ namespace {
 
 namespace events = core::events;
 
+// Spec §8: the peek gives up after 100 ms on endpoints where the server may speak first.
+constexpr std::chrono::milliseconds kSniffTimeout{100};
+
 // Writes a refusal and logs why; the connection ends with it.
 asio::awaitable<void> refuse(ProxyContext& context, asio::ip::tcp::socket& client,
                              std::string_view response) {
   (void)co_await write_all(client, response, context.options.head_timeout);
+}
+
+// Whether this tunnel's bytes are looked at (spec §2.8 step 15, issue #5): never for `tls: skip`;
+// always for endpoints with L7 rules or credentials; for the rest only with --tls-intercept=all
+// (a standalone proxy's clients may not trust our CA).
+bool should_inspect(const ProxyContext& context, const policy::ConnectDecision& decision) {
+  if (decision.primary != nullptr && decision.primary->tls_skip()) return false;
+  return decision.has_l7_route || decision.needs_credential_inspection ||
+         context.options.intercept_all;
+}
+
+asio::awaitable<void> relay_tunnel(ProxyContext& context, const ConnectionInfo& info,
+                                   const std::string& host, uint16_t port,
+                                   const std::string& address, asio::ip::tcp::socket& client,
+                                   asio::ip::tcp::socket& upstream, std::string_view initial) {
+  RelayOptions options;
+  options.idle_timeout = context.options.idle_timeout;
+  options.shutdown = &context.tunnels;
+  const RelayStats stats =
+      co_await relay(client, upstream, options,
+                     std::span<const std::byte>(reinterpret_cast<const std::byte*>(initial.data()),
+                                                initial.size()));
+  context.log.emit(
+      events::network_close(
+          host, port, stats.upstream_to_client, stats.client_to_upstream,
+          std::chrono::duration_cast<std::chrono::milliseconds>(stats.duration).count())
+          .with_cid(info.cid)
+          .with_dst_ip(address)
+          .with_field("end", std::string(relay_end_name(stats.end))));
+}
+
+// How long to wait for the client's first bytes. On an endpoint with L7 rules the client must
+// speak first (HTTP), so it gets the head timeout; elsewhere a server-speaks-first protocol
+// (SMTP, SSH) would wait forever, so after a short look the tunnel becomes a raw relay.
+Clock::duration sniff_timeout(const ProxyContext& context,
+                              const policy::ConnectDecision& decision) {
+  if (decision.has_l7_route) return context.options.head_timeout;
+  return kSniffTimeout;
+}
+
+// Reads until the first bytes say which protocol the client speaks; for TLS, until its whole
+// ClientHello is in (its ALPN decides whether it can be intercepted).
+asio::awaitable<TunnelProtocol> sniff(ProxyContext& context, StreamReader& reader,
+                                      const policy::ConnectDecision& decision,
+                                      ClientHelloInfo& hello) {
+  const Clock::time_point deadline = Clock::now() + sniff_timeout(context, decision);
+  for (;;) {
+    TunnelProtocol protocol = classify_tunnel_bytes(reader.pending());
+    if (protocol == TunnelProtocol::kTls) {
+      const ClientHelloParse parse = parse_client_hello(reader.pending());
+      if (parse.status == ClientHelloStatus::kComplete) {
+        hello = parse.info;
+        co_return protocol;
+      }
+      if (parse.status == ClientHelloStatus::kInvalid) co_return TunnelProtocol::kUnknown;
+    } else if (protocol != TunnelProtocol::kNeedMore) {
+      co_return protocol;
+    }
+    const Clock::time_point tls_deadline = Clock::now() + context.options.head_timeout;
+    const ReadOutcome read = co_await reader.fill(
+        protocol == TunnelProtocol::kTls ? std::max(deadline, tls_deadline) : deadline);
+    if (read.error) co_return TunnelProtocol::kNeedMore;  // silent, closed or too slow
+  }
+}
+
+asio::awaitable<void> dispatch_inspected(ProxyContext& context, const ConnectionInfo& info,
+                                         TunnelTarget& target, asio::ip::tcp::socket& client,
+                                         std::string leftover, asio::ip::tcp::socket& upstream) {
+  TcpStream client_stream(client);
+  StreamReader reader(client_stream);
+  reader.prepend(leftover);
+  ClientHelloInfo hello;
+  const TunnelProtocol protocol = co_await sniff(context, reader, target.decision, hello);
+  const bool l7 = target.decision.has_l7_route;
+  switch (protocol) {
+    case TunnelProtocol::kTls:
+      // A client that can only speak h2 (gRPC) cannot be served by the HTTP/1.1 relay; where
+      // no rule needs the requests, its bytes pass untouched.
+      if (l7 || hello.offers_http11()) {
+        target.tls = true;
+        co_await intercept_tls_tunnel(context, info, target, client, std::string(reader.pending()),
+                                      upstream);
+        co_return;
+      }
+      break;
+    case TunnelProtocol::kHttp: {
+      TcpStream upstream_stream(upstream);
+      co_await serve_http_tunnel(context, info, target, reader, upstream_stream);
+      co_return;
+    }
+    case TunnelProtocol::kH2cPreface:
+    case TunnelProtocol::kUnknown:
+    case TunnelProtocol::kNeedMore:
+      if (l7) {
+        const auto kind = protocol == TunnelProtocol::kH2cPreface ? UnsupportedL7::kH2c
+                                                                  : UnsupportedL7::kUnknownProtocol;
+        report_denial(context, info,
+                      events::network_open_denied(target.host, target.port,
+                                                  "unsupported protocol on an L7 endpoint"),
+                      DenialEvent{target.host, target.port, "-",
+                                  "unsupported protocol on an L7 endpoint", "l7-protocol"});
+        co_await refuse(context, client, unsupported_l7_protocol_response(kind));
+        co_return;
+      }
+      break;
+  }
+  co_await relay_tunnel(context, info, target.host, target.port, target.dst_ip, client, upstream,
+                        reader.pending());
 }
 
 }  // namespace
@@ -43,15 +157,13 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
     co_await refuse(context, client, connect_denied_response(host, port, decision.reason));
     co_return;
   }
-  if (decision.has_l7_route) {
-    // Per-request L7 rules cannot be enforced on an opaque tunnel; refuse rather than let
-    // requests past the rules (inspection inside tunnels arrives with TLS interception).
-    const std::string reason =
-        "endpoint has L7 rules; per-request inspection inside CONNECT tunnels is not available "
-        "in this build (use the forward proxy form http://… for plain HTTP)";
-    report_denial(context, info, events::network_open_denied(host, port, reason),
-                  DenialEvent{host, port, "-", reason, "connect"});
-    co_await refuse(context, client, connect_denied_response(host, port, reason));
+  // Spec §2.8 step 11: a tunnel we would have to terminate cannot open without a CA.
+  const bool inspect = should_inspect(context, decision);
+  if (inspect && context.tls == nullptr) {
+    context.log.emit(events::network_open_denied(host, port, "TLS termination unavailable")
+                         .with_cid(info.cid)
+                         .with_src(info.peer_ip, info.peer_port));
+    co_await refuse(context, client, tls_termination_unavailable_response());
     co_return;
   }
 
@@ -104,19 +216,12 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
                        .with_src(info.peer_ip, info.peer_port)
                        .with_dst_ip(address));
 
-  RelayOptions options;
-  options.idle_timeout = context.options.idle_timeout;
-  options.shutdown = &context.tunnels;
-  const auto* initial = reinterpret_cast<const std::byte*>(leftover.data());
-  const RelayStats stats = co_await relay(client, *upstream.socket, options,
-                                          std::span<const std::byte>(initial, leftover.size()));
-  context.log.emit(
-      events::network_close(
-          host, port, stats.upstream_to_client, stats.client_to_upstream,
-          std::chrono::duration_cast<std::chrono::milliseconds>(stats.duration).count())
-          .with_cid(info.cid)
-          .with_dst_ip(address)
-          .with_field("end", std::string(relay_end_name(stats.end))));
+  if (!inspect) {
+    co_await relay_tunnel(context, info, host, port, address, client, *upstream.socket, leftover);
+    co_return;
+  }
+  TunnelTarget tunnel{host, port, false, address, policy, decision};
+  co_await dispatch_inspected(context, info, tunnel, client, std::move(leftover), *upstream.socket);
 }
 
 }  // namespace openshell::proxy::detail

@@ -10,9 +10,10 @@
 namespace openshell::proxy::detail {
 
 asio::awaitable<std::optional<RequestHead>> read_request_head(ProxyContext& context,
-                                                              SocketReader& reader,
-                                                              bool between_requests) {
-  RequestHeadParser parser(kProxyRequestHeadLimit);
+                                                              StreamReader& reader,
+                                                              bool between_requests,
+                                                              size_t head_limit) {
+  RequestHeadParser parser(head_limit);
   const auto head_deadline = [&] { return Clock::now() + context.options.head_timeout; };
   Clock::time_point deadline = between_requests && reader.pending().empty()
                                    ? Clock::now() + context.options.idle_timeout
@@ -34,12 +35,13 @@ asio::awaitable<std::optional<RequestHead>> read_request_head(ProxyContext& cont
                              .denied()
                              .with_message("request rejected: " + parser.reason())
                              .with_reason(std::string(head_error_name(parser.error()))));
-        (void)co_await write_all(reader.socket(), head_error_response(parser.error()),
+        (void)co_await write_all(reader.stream(), head_error_response(parser.error()),
                                  context.options.head_timeout);
         co_return std::nullopt;
       }
     }
-    const ReadOutcome read = co_await reader.fill(deadline);
+    const ReadOutcome read =
+        started ? co_await reader.fill(deadline) : co_await reader.fill_when_ready(deadline);
     if (read.error) co_return std::nullopt;  // closed, reset or too slow: nothing to answer
   }
 }
@@ -53,7 +55,8 @@ asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::soc
   info.peer_port = peer.port();
   client.set_option(asio::ip::tcp::no_delay(true), ignored);
 
-  SocketReader reader(client);
+  TcpStream stream(client);
+  StreamReader reader(stream);
   std::optional<RequestHead> head = co_await read_request_head(context, reader, false);
   if (!head) co_return;
   std::string leftover(reader.pending());

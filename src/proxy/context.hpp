@@ -18,6 +18,10 @@
 #include "openshell/proxy/resolver.hpp"
 #include "openshell/proxy/ssrf.hpp"
 
+namespace openshell::proxy::tls {
+class Interception;
+}
+
 namespace openshell::proxy::detail {
 
 struct ProxyContext {
@@ -28,6 +32,7 @@ struct ProxyContext {
   RelayShutdown& tunnels;
   core::Logger& log;
   SsrfOptions ssrf;
+  tls::Interception* tls = nullptr;  // null: no CA, tunnels that need termination get 503
   std::atomic<bool> draining{false};
   std::atomic<size_t> active{0};
 };
@@ -54,14 +59,15 @@ struct Upstream {
 asio::awaitable<Upstream> open_upstream(ProxyContext& context, const std::string& host,
                                         uint16_t port, const policy::ConnectDecision& decision);
 
-class SocketReader;
+class StreamReader;
 
-// Reads one request head (the proxy's own limit, spec §8). A malformed head is answered (431 or
-// 400) and gives nullopt, as do a closed connection and a timeout. `between_requests`: waiting on
-// a keep-alive connection, where the idle timeout applies until the first byte arrives.
-asio::awaitable<std::optional<RequestHead>> read_request_head(ProxyContext& context,
-                                                              SocketReader& reader,
-                                                              bool between_requests);
+// Reads one request head (spec §8 limits: the proxy's own requests, or kTunnelRequestHeadLimit
+// inside a tunnel). A malformed head is answered (431 or 400) and gives nullopt, as do a closed
+// connection and a timeout. `between_requests`: waiting on a keep-alive connection, where the
+// idle timeout applies until the first byte arrives.
+asio::awaitable<std::optional<RequestHead>> read_request_head(
+    ProxyContext& context, StreamReader& reader, bool between_requests,
+    size_t head_limit = kProxyRequestHeadLimit);
 
 // Request handlers; each owns the client socket until it returns.
 asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo& info,

@@ -54,8 +54,8 @@ bool host_header_matches(const RequestHead& head, const ProxyUri& uri) {
 struct ForwardRequest {
   ProxyContext& context;
   const ConnectionInfo& info;
-  asio::ip::tcp::socket& client;
-  SocketReader& reader;
+  ByteStream& client;
+  StreamReader& reader;
   RequestHead& head;
 };
 
@@ -168,7 +168,7 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
 
   const Clock::duration idle = context.options.idle_timeout;
   const Clock::time_point started = Clock::now();
-  asio::ip::tcp::socket& origin = *upstream.socket;
+  TcpStream origin(*upstream.socket);
   const bool expect_continue = take_expect_continue(head);
   std::string origin_target = target.path;
   if (target.has_query) origin_target += "?" + target.raw_query;
@@ -195,7 +195,7 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
   }
 
   // Response: skip interim 1xx heads (forwarded as they are), then frame the final one.
-  SocketReader from_origin(origin);
+  StreamReader from_origin(origin);
   ResponseHeadResult response;
   for (;;) {
     response = parse_response_head(from_origin.pending());
@@ -251,10 +251,11 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
 asio::awaitable<void> handle_forward(ProxyContext& context, const ConnectionInfo& info,
                                      asio::ip::tcp::socket& client, RequestHead head,
                                      std::string leftover) {
-  SocketReader reader(client);
+  TcpStream stream(client);
+  StreamReader reader(stream);
   reader.prepend(leftover);
   for (;;) {
-    ForwardRequest request{context, info, client, reader, head};
+    ForwardRequest request{context, info, stream, reader, head};
     if (co_await forward_one(request) == Next::kClose) co_return;
     std::optional<RequestHead> next = co_await read_request_head(context, reader, true);
     if (!next) co_return;

@@ -599,4 +599,27 @@ Result<ProxyUri> parse_proxy_uri(std::string_view uri) {
   return out;
 }
 
+namespace {
+std::string_view without_trailing_dot(std::string_view host) {
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  return host;
+}
+}  // namespace
+
+bool request_authority_matches(const RequestHead& head, std::string_view host, uint16_t port,
+                               uint16_t default_port) {
+  // Hosts arrive lowercased from both parsers.
+  const auto same = [&](std::string_view other_host, uint16_t other_port) {
+    return without_trailing_dot(other_host) == without_trailing_dot(host) && other_port == port;
+  };
+  if (!head.target.starts_with('/') && head.target != "*") {
+    const auto uri = parse_proxy_uri(head.target);
+    if (!uri.ok() || !same(uri->host, uri->port)) return false;
+  }
+  const auto value = head.host();
+  if (!value) return true;
+  const auto authority = parse_host_header(*value, default_port);
+  return authority.ok() && same(authority->host, authority->port);
+}
+
 }  // namespace openshell::proxy

@@ -233,6 +233,12 @@ std::string upstream_unreachable_response(std::string_view host, uint16_t port) 
                       "connection to " + host_port(host, port) + " failed");
 }
 
+std::string upstream_tls_failed_response(std::string_view host, uint16_t port,
+                                         std::string_view why) {
+  return error_detail("502 Bad Gateway", "upstream_tls_failed",
+                      "TLS to " + host_port(host, port) + " failed: " + std::string(why));
+}
+
 std::string upstream_timeout_response(std::string_view host, uint16_t port) {
   return error_detail("504 Gateway Timeout", "upstream_timeout",
                       "connection to " + host_port(host, port) + " timed out");

@@ -315,7 +315,11 @@ Result<void> LocalProxyControl::watch_denials(const WatchOptions& options,
 }
 
 Result<std::string> LocalProxyControl::get_ca() {
-  return make_error(Errc::kUnavailable, "no CA: TLS interception is not available in this build");
+  if (state_->options.ca_pem.empty()) {
+    return make_error(Errc::kUnavailable,
+                      "no CA: TLS interception is not set up in this proxy (see its start log)");
+  }
+  return state_->options.ca_pem;
 }
 
 }  // namespace openshell::proxy

@@ -196,8 +196,10 @@ asio::awaitable<void> ProxyServer::State::flush_denials() {
 }
 
 ProxyServer::ProxyServer(ProxyOptions options, PolicyStore& store,
-                         std::shared_ptr<core::Logger> logger)
-    : state_(std::make_unique<State>(std::move(options), store, std::move(logger))) {}
+                         std::shared_ptr<core::Logger> logger, tls::Interception* interception)
+    : state_(std::make_unique<State>(std::move(options), store, std::move(logger))) {
+  state_->context.tls = interception;
+}
 
 ProxyServer::~ProxyServer() {
   shutdown(std::chrono::milliseconds(0));

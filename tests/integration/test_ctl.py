@@ -88,7 +88,9 @@ def push_flips_403_to_200_without_restart_and_bad_push_keeps_old_policy():
 @test
 def status_credentials_ca_and_socket_permissions():
     with Lab() as lab:
-        proxy, endpoint = unix_proxy(lab)
+        ca_out = os.path.join(lab.dir, "ca.pem")
+        proxy, endpoint = control_proxy(
+            lab, "unix:" + os.path.join(lab.dir, "ctl", "control.sock"), ["--ca-out", ca_out])
         path = endpoint[len("unix:"):]
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
@@ -125,8 +127,9 @@ def status_credentials_ca_and_socket_permissions():
         assert "secret-value" not in human.stdout + proxy.log_text()
 
         result = ctl(endpoint, "get-ca")
-        assert result.returncode == 1, result
-        assert "no CA: TLS interception is not available in this build" in result.stderr, result
+        assert result.returncode == 0, result
+        assert result.stdout.startswith("-----BEGIN CERTIFICATE-----"), result
+        assert result.stdout == open(ca_out).read(), result
 
 
 @test

@@ -617,9 +617,12 @@ def forward_l7_read_only_enforced_and_audit_forwards():
                                                        f"other.test:{port}"))
         assert response.status == 200, response
         assert origin.requests[-1]["method"] == "DELETE", origin.requests
-        # CONNECT to an L7 endpoint is refused (man page: no in-tunnel inspection yet).
-        response = request(proxy.port, connect_request(authority))
-        assert response.status == 403 and response.json()["error"] == "policy_denied", response
+        # Through a CONNECT tunnel the same rules hold: plaintext HTTP inside it is inspected.
+        raw = exchange(proxy.port, connect_request(authority) + (
+            f"DELETE /public/../items/1 HTTP/1.1\r\nHost: {authority}\r\n\r\n").encode())
+        assert raw.startswith(b"HTTP/1.1 200 Connection Established\r\n\r\n"), raw
+        assert b"HTTP/1.1 403 Forbidden" in raw and b'"layer":"l7"' in raw, raw
+        assert b"DELETE /items/1 not permitted" in raw, raw
         assert len(origin.requests) == 4, origin.requests
 
 

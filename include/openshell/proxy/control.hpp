@@ -110,6 +110,8 @@ struct LocalControlOptions {
   // document is refused (spec §1.1). Standalone proxy: those sections are ignored with a warning.
   bool refuse_static_changes = false;
   std::string startup_document;  // the policy the sandbox started with (refuse mode)
+  // PEM of the interception CA that get_ca() returns; empty: the proxy has no CA.
+  std::string ca_pem;
 };
 
 // Direct calls into a proxy running in this process.

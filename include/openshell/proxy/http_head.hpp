@@ -151,6 +151,12 @@ struct ProxyUri {
 
 Result<ProxyUri> parse_proxy_uri(std::string_view uri);
 
+// Spec §2.5 step 9: whether a request inside a tunnel names the host and port the tunnel was
+// admitted for (case-insensitive, trailing dot ignored), by its Host header and, in absolute
+// form, its target. `default_port`: 443 inside TLS, 80 in plaintext. No Host (HTTP/1.0) passes.
+bool request_authority_matches(const RequestHead& head, std::string_view host, uint16_t port,
+                               uint16_t default_port);
+
 // Case-insensitive ASCII comparison, used for field names and tokens.
 bool ascii_iequals(std::string_view a, std::string_view b);
 

@@ -73,8 +73,11 @@ std::string forward_ssrf_denied_response(std::string_view method, std::string_vi
 
 // --- Upstream and proxy state -------------------------------------------------------------------
 std::string upstream_unreachable_response(std::string_view host, uint16_t port);  // 502
-std::string upstream_timeout_response(std::string_view host, uint16_t port);      // 504
-std::string proxy_overloaded_response();                                          // 503
+// 502 upstream_tls_failed: the origin's certificate did not verify, or its handshake failed.
+std::string upstream_tls_failed_response(std::string_view host, uint16_t port,
+                                         std::string_view why);
+std::string upstream_timeout_response(std::string_view host, uint16_t port);  // 504
+std::string proxy_overloaded_response();                                      // 503
 
 // --- inference.local (spec §5) ------------------------------------------------------------------
 std::string inference_not_allowed_response();  // 403 {"error":"connection not allowed by policy"}

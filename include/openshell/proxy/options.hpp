@@ -36,6 +36,9 @@ struct ProxyOptions {
   bool allow_loopback_upstream = false;
   // Without an identity source `binaries` are not evaluated; with this set, deny instead.
   bool require_identity = false;
+  // Terminate TLS in every tunnel not marked `tls: skip`, not only where rules or credentials
+  // need it (sandbox mode, where the child trusts our CA; --tls-intercept=all).
+  bool intercept_all = false;
 };
 
 }  // namespace openshell::proxy

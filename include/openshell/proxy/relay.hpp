@@ -28,6 +28,7 @@
 #include <string_view>
 #include <system_error>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace openshell::proxy {
@@ -103,6 +104,20 @@ struct RelayOptions {
 // a TCP shutdown (a TLS stream sends close_notify).
 template <class Stream>
 struct RelayStreamTraits {
+  static asio::awaitable<std::pair<std::error_code, std::size_t>> read_some(Stream& stream,
+                                                                            std::byte* data,
+                                                                            std::size_t size) {
+    auto [error, count] = co_await stream.async_read_some(
+        asio::buffer(data, size), asio::experimental::as_tuple(asio::use_awaitable));
+    co_return std::pair{error, count};
+  }
+  static asio::awaitable<std::pair<std::error_code, std::size_t>> write(Stream& stream,
+                                                                        const std::byte* data,
+                                                                        std::size_t size) {
+    auto [error, count] = co_await asio::async_write(
+        stream, asio::buffer(data, size), asio::experimental::as_tuple(asio::use_awaitable));
+    co_return std::pair{error, count};
+  }
   static asio::awaitable<void> half_close(Stream& stream) {
     std::error_code ignored;
     stream.lowest_layer().shutdown(asio::socket_base::shutdown_send, ignored);
@@ -191,8 +206,8 @@ asio::awaitable<void> pump(From& from, To& to, RelaySession& session, Direction 
   co_await asio::this_coro::throw_if_cancelled(false);
   try {
     if (!initial.empty()) {
-      auto [error, written] = co_await asio::async_write(
-          to, asio::buffer(initial.data(), initial.size()), kRelayAsTuple);
+      auto [error, written] =
+          co_await RelayStreamTraits<To>::write(to, initial.data(), initial.size());
       session.moved(direction, written);
       if (error) {
         session.io_error(!from_client, error);
@@ -203,11 +218,11 @@ asio::awaitable<void> pump(From& from, To& to, RelaySession& session, Direction 
     std::unique_ptr<std::byte[]> buffer(new std::byte[size]);
     for (;;) {
       auto [read_error, count] =
-          co_await from.async_read_some(asio::buffer(buffer.get(), size), kRelayAsTuple);
+          co_await RelayStreamTraits<From>::read_some(from, buffer.get(), size);
       if (count > 0) {
         session.touch();
         auto [write_error, written] =
-            co_await asio::async_write(to, asio::buffer(buffer.get(), count), kRelayAsTuple);
+            co_await RelayStreamTraits<To>::write(to, buffer.get(), count);
         session.moved(direction, written);
         if (write_error) {
           session.io_error(!from_client, write_error);

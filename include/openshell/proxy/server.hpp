@@ -15,9 +15,16 @@
 
 namespace openshell::proxy {
 
+namespace tls {
+class Interception;
+}
+
 class ProxyServer {
  public:
-  ProxyServer(ProxyOptions options, PolicyStore& store, std::shared_ptr<core::Logger> logger);
+  // `interception` (optional, must outlive the server): the CA and upstream TLS settings; without
+  // it, tunnels that need TLS termination are refused with 503.
+  ProxyServer(ProxyOptions options, PolicyStore& store, std::shared_ptr<core::Logger> logger,
+              tls::Interception* interception = nullptr);
   ~ProxyServer();
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;

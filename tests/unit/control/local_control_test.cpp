@@ -21,7 +21,7 @@ TEST_CASE("sandbox mode refuses changed static sections, accepts unchanged ones"
       "filesystem_policy: {read_only: [/usr]}\n"
       "landlock: {compatibility: best_effort}\n"
       "network_policies: {}\n";
-  Harness h(Transport::kLocal, proxy::LocalControlOptions{true, startup});
+  Harness h(Transport::kLocal, proxy::LocalControlOptions{true, startup, {}});
   auto& control = h.control();
 
   auto same = control.push_policy({startup, proxy::PolicyFormat::kYaml, ""});
