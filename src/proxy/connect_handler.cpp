@@ -211,10 +211,11 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
   if (co_await write_all(client, connection_established_response(), context.options.head_timeout)) {
     co_return;
   }
-  context.log.emit(events::network_open_allowed(host, port, decision.matched_policy)
-                       .with_cid(info.cid)
-                       .with_src(info.peer_ip, info.peer_port)
-                       .with_dst_ip(address));
+  context.log.emit(
+      events::network_open_allowed(host, port, decision.matched_policy, decision.has_l7_route)
+          .with_cid(info.cid)
+          .with_src(info.peer_ip, info.peer_port)
+          .with_dst_ip(address));
 
   if (!inspect) {
     co_await relay_tunnel(context, info, host, port, address, client, *upstream.socket, leftover);
