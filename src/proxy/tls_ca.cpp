@@ -22,6 +22,8 @@
 #include <optional>
 #include <utility>
 
+#include "openshell/proxy/tls_settings.hpp"
+
 namespace openshell::proxy::tls {
 namespace {
 
@@ -296,9 +298,8 @@ int configure_server(LeafCertificate& leaf, TlsRandom& random,
                                        MBEDTLS_SSL_PRESET_DEFAULT);
   if (rc != 0) return rc;
   mbedtls_ssl_conf_rng(&conf, TlsRandom::generate, random.context());
-  mbedtls_ssl_conf_min_version(&conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  apply_common_settings(conf);
   mbedtls_ssl_conf_authmode(&conf, MBEDTLS_SSL_VERIFY_NONE);
-  mbedtls_ssl_conf_renegotiation(&conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
   if ((rc = mbedtls_ssl_conf_alpn_protocols(&conf, alpn_protocols)) != 0) return rc;
   if ((rc = mbedtls_ssl_conf_own_cert(&conf, &leaf.chain, &leaf.key)) != 0) return rc;
   if (tickets != nullptr) {

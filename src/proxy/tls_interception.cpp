@@ -7,6 +7,8 @@
 #include <array>
 #include <fstream>
 
+#include "openshell/proxy/tls_settings.hpp"
+
 namespace openshell::proxy::tls {
 
 namespace {
@@ -103,8 +105,7 @@ Result<std::unique_ptr<Interception>> Interception::create(const InterceptionOpt
   mbedtls_ssl_conf_authmode(&config, MBEDTLS_SSL_VERIFY_REQUIRED);
   mbedtls_ssl_conf_ca_chain(&config, &self->roots_, nullptr);
   mbedtls_ssl_conf_rng(&config, &TlsRandom::generate, self->random_.context());
-  mbedtls_ssl_conf_min_version(&config, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-  mbedtls_ssl_conf_renegotiation(&config, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  apply_common_settings(config);
   mbedtls_ssl_conf_session_tickets(&config, MBEDTLS_SSL_SESSION_TICKETS_ENABLED);
   if (const int rc = mbedtls_ssl_conf_alpn_protocols(&config, const_cast<const char**>(kAlpn));
       rc != 0) {
