@@ -298,7 +298,7 @@ int configure_server(LeafCertificate& leaf, TlsRandom& random,
                                        MBEDTLS_SSL_PRESET_DEFAULT);
   if (rc != 0) return rc;
   mbedtls_ssl_conf_rng(&conf, TlsRandom::generate, random.context());
-  apply_common_settings(conf);
+  apply_server_settings(conf);
   mbedtls_ssl_conf_authmode(&conf, MBEDTLS_SSL_VERIFY_NONE);
   if ((rc = mbedtls_ssl_conf_alpn_protocols(&conf, alpn_protocols)) != 0) return rc;
   if ((rc = mbedtls_ssl_conf_own_cert(&conf, &leaf.chain, &leaf.key)) != 0) return rc;
