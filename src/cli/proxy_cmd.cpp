@@ -15,6 +15,7 @@
 #include "openshell/control/endpoint.hpp"
 #include "openshell/control/server.hpp"
 #include "openshell/core/events.hpp"
+#include "openshell/core/proxy_protocol.hpp"
 #include "openshell/policy/loader.hpp"
 #include "openshell/proxy/control.hpp"
 #include "openshell/proxy/server.hpp"
@@ -29,7 +30,8 @@ struct ProxyFlags {
   std::string policy_file;
   std::string control;  // unix:PATH | tcp:HOST:PORT; empty: no control endpoint
   std::string control_token_file;
-  std::string control_tls_cert;  // with _key and _client_ca: mutual TLS
+  std::string identity_key_file;  // PROXY v2 identities from `openshell run` (HMAC key)
+  std::string control_tls_cert;   // with _key and _client_ca: mutual TLS
   std::string control_tls_key;
   std::string control_tls_client_ca;
   LogFlags log;
@@ -93,6 +95,14 @@ int run_proxy(ProxyFlags& flags) {
   options.connect_timeout = seconds(flags.connect_timeout);
   options.idle_timeout = seconds(flags.idle_timeout);
   options.grace = seconds(flags.grace);
+  if (!flags.identity_key_file.empty()) {
+    auto key = core::read_identity_key_file(flags.identity_key_file);
+    if (!key.ok()) {
+      log.error("{}", key.error().message);
+      return kExitFailure;
+    }
+    options.identity_key = std::move(*key);
+  }
 
   proxy::PolicyStore store;
   if (flags.policy_file.empty()) {
@@ -109,7 +119,11 @@ int run_proxy(ProxyFlags& flags) {
         "any local service the policy names is reachable through this proxy. For local "
         "testing only.");
   }
-  if (options.require_identity) {
+  if (!options.identity_key.empty()) {
+    log.info(
+        "--identity-key-file: every connection must start with an authenticated PROXY v2 "
+        "header from `openshell run`; `binaries` are evaluated against its identity");
+  } else if (options.require_identity) {
     log.warn(
         "--require-identity: this proxy has no identity source, so every connection is "
         "denied");
@@ -278,6 +292,10 @@ void add_proxy_command(CLI::App& root, Action& action) {
       ->default_val(4);
   app->add_flag("--allow-loopback-upstream", o.allow_loopback_upstream,
                 "Let the SSRF guard admit loopback upstreams (local testing only; warns)");
+  app->add_option("--identity-key-file", flags->identity_key_file,
+                  "Accept process identities from `openshell run --network proxy:` (PROXY v2 "
+                  "header with an HMAC keyed by this file's contents, at least 16 bytes)")
+      ->check(CLI::ExistingFile);
   app->add_flag("--require-identity", o.require_identity,
                 "Deny when no process identity is available instead of ignoring `binaries`");
   app->callback([&action, flags] {

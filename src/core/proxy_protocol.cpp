@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <fstream>
 #include <string_view>
 
 #include "openshell/core/clock.hpp"
@@ -320,6 +321,27 @@ ProxyDecodeResult decode_proxy_header(std::span<const uint8_t> buffered,
   result.status = Status::kComplete;
   result.consumed = total;
   return result;
+}
+
+Result<std::string> read_identity_key_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(Errc::kIo, path + ": cannot read the identity key file");
+  // A key file is a few dozen bytes; the bound keeps a mistaken path (a log) from being slurped.
+  constexpr size_t kMaxKeyFile = 4096;
+  std::string key(kMaxKeyFile + 1, '\0');
+  in.read(key.data(), static_cast<std::streamsize>(key.size()));
+  key.resize(static_cast<size_t>(in.gcount()));
+  if (key.size() > kMaxKeyFile) {
+    return make_error(Errc::kInvalidArgument, path + ": identity key file larger than 4 KiB");
+  }
+  while (!key.empty() && (key.back() == '\n' || key.back() == '\r'))
+    key.pop_back();
+  if (key.size() < 16) {
+    return make_error(Errc::kInvalidArgument,
+                      path + ": identity key too short (" + std::to_string(key.size()) +
+                          " bytes; at least 16, e.g. `head -c 32 /dev/urandom | base64 > FILE`)");
+  }
+  return key;
 }
 
 }  // namespace openshell::core

@@ -150,7 +150,7 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
 
   const auto policy = context.store.current();
   const policy::ConnectDecision decision =
-      decide_connection(context, *policy, {host, port, nullptr});
+      decide_connection(context, info, *policy, host, port);
   if (decision.action != policy::Action::kAllow) {
     report_denial(context, info, events::network_open_denied(host, port, decision.reason),
                   DenialEvent{host, port, "-", decision.reason, "connect"});
@@ -198,7 +198,7 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
   // The policy may have been replaced while we resolved and dialed: decide again under the
   // generation that is current now, so no tunnel opens on a withdrawn policy.
   if (context.store.generation() != decision.generation) {
-    const auto now = decide_connection(context, *context.store.current(), {host, port, nullptr});
+    const auto now = decide_connection(context, info, *context.store.current(), host, port);
     if (now.action != policy::Action::kAllow) {
       report_denial(context, info, events::network_open_denied(host, port, now.reason),
                     DenialEvent{host, port, "-", now.reason, "connect"});

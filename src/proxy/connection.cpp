@@ -1,10 +1,13 @@
 // One client connection: read the request head within the head timeout, then hand the
 // connection to the CONNECT or forward handler.
+#include <algorithm>
 #include <asio/this_coro.hpp>
+#include <span>
 
 #include "context.hpp"
 #include "io.hpp"
 #include "openshell/core/events.hpp"
+#include "openshell/core/proxy_protocol.hpp"
 #include "openshell/proxy/http_response.hpp"
 
 namespace openshell::proxy::detail {
@@ -46,6 +49,72 @@ asio::awaitable<std::optional<RequestHead>> read_request_head(ProxyContext& cont
   }
 }
 
+namespace {
+
+bool starts_like_proxy_header(std::string_view bytes) {
+  const size_t n = std::min(bytes.size(), core::kProxyV2Signature.size());
+  return n > 0 && std::equal(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n),
+                             core::kProxyV2Signature.begin(),
+                             [](char a, uint8_t b) { return static_cast<uint8_t>(a) == b; });
+}
+
+void refuse_identity_header(ProxyContext& context, const ConnectionInfo& info,
+                            std::string_view reason) {
+  context.log.emit(core::Event::network(core::NetworkActivity::kRefuse)
+                       .denied()
+                       .with_message("PROXY header refused: " + std::string(reason))
+                       .with_reason(reason)
+                       .with_cid(info.cid)
+                       .with_src(info.peer_ip, info.peer_port));
+}
+
+std::string to_hex(std::span<const uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(bytes.size() * 2);
+  for (const uint8_t byte : bytes) {
+    hex += kDigits[byte >> 4];
+    hex += kDigits[byte & 0x0f];
+  }
+  return hex;
+}
+
+// The PROXY v2 header `openshell run` puts in front of each connection (DESIGN.md "Network path
+// inside a sandbox"): authenticated by its HMAC, it names the process that opened the connection.
+asio::awaitable<bool> read_identity_header(ProxyContext& context, ConnectionInfo& info,
+                                           StreamReader& reader) {
+  const std::string& key = context.options.identity_key;
+  core::ProxyDecodeOptions options;
+  options.key = std::span(reinterpret_cast<const uint8_t*>(key.data()), key.size());
+  const Clock::time_point deadline = Clock::now() + context.options.head_timeout;
+  for (;;) {
+    const std::string_view pending = reader.pending();
+    const auto decoded = core::decode_proxy_header(
+        std::span(reinterpret_cast<const uint8_t*>(pending.data()), pending.size()), options);
+    if (decoded.status == core::ProxyDecodeResult::Status::kInvalid) {
+      refuse_identity_header(context, info, decoded.reason);
+      co_return false;
+    }
+    if (decoded.status == core::ProxyDecodeResult::Status::kComplete) {
+      const core::ProxyHeader& header = decoded.header;
+      if (!header.authenticated || !header.exe_path || !header.pid) {
+        refuse_identity_header(context, info, "header carries no authenticated process identity");
+        co_return false;
+      }
+      PeerIdentity identity;
+      identity.pid = static_cast<int>(*header.pid);
+      identity.exe = *header.exe_path;
+      if (header.exe_sha256) identity.exe_sha256 = to_hex(*header.exe_sha256);
+      info.identity = std::move(identity);
+      reader.consume(decoded.consumed);
+      co_return true;
+    }
+    if ((co_await reader.fill(deadline)).error) co_return false;
+  }
+}
+
+}  // namespace
+
 asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client,
                                        asio::ip::tcp::endpoint peer) {
   ConnectionInfo info;
@@ -57,6 +126,17 @@ asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::soc
 
   TcpStream stream(client);
   StreamReader reader(stream);
+  if (!context.options.identity_key.empty()) {
+    if (!co_await read_identity_header(context, info, reader)) co_return;
+  } else {
+    if ((co_await reader.fill(Clock::now() + context.options.head_timeout)).error) co_return;
+    if (starts_like_proxy_header(reader.pending())) {
+      refuse_identity_header(context, info,
+                             "this proxy expects no PROXY header (start it with "
+                             "--identity-key-file to accept identities from `openshell run`)");
+      co_return;
+    }
+  }
   std::optional<RequestHead> head = co_await read_request_head(context, reader, false);
   if (!head) co_return;
   std::string leftover(reader.pending());
@@ -67,16 +147,25 @@ asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::soc
   }
 }
 
-policy::ConnectDecision decide_connection(const ProxyContext& context,
+EngineInput::EngineInput(const ConnectionInfo& info, std::string_view host, uint16_t port)
+    : input_{host, port, nullptr} {
+  if (info.identity) {
+    identity_ = {info.identity->exe, info.identity->ancestors, info.identity->cmdline_paths};
+    input_.identity = &identity_;
+  }
+}
+
+policy::ConnectDecision decide_connection(const ProxyContext& context, const ConnectionInfo& info,
                                           const policy::CompiledPolicy& policy,
-                                          const policy::ConnectInput& input) {
-  policy::ConnectDecision decision = policy.decide_connect(input);
-  if (decision.action == policy::Action::kAllow && context.options.require_identity) {
+                                          std::string_view host, uint16_t port) {
+  const EngineInput input(info, host, port);
+  policy::ConnectDecision decision = policy.decide_connect(input.get());
+  if (decision.action == policy::Action::kAllow && !info.identity &&
+      context.options.require_identity) {
     decision.action = policy::Action::kDeny;
     decision.matched_policy = {};
     decision.reason =
-        "process identity is required (--require-identity) but this proxy has no identity "
-        "source";
+        "process identity is required (--require-identity) but this connection carries none";
   }
   return decision;
 }
@@ -84,6 +173,15 @@ policy::ConnectDecision decide_connection(const ProxyContext& context,
 void report_denial(ProxyContext& context, const ConnectionInfo& info, core::Event event,
                    DenialEvent denial) {
   event.with_cid(info.cid).with_src(info.peer_ip, info.peer_port);
+  if (info.identity) {
+    core::ProcessInfo actor;
+    actor.name = info.identity->exe;
+    actor.pid = info.identity->pid;
+    actor.sha256 = info.identity->exe_sha256;
+    actor.lineage = info.identity->ancestors;
+    event.with_actor(std::move(actor));
+    if (denial.binary.empty() || denial.binary == "-") denial.binary = info.identity->exe;
+  }
   context.log.emit(event);
   context.denials.record(denial);
 }

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "openshell/core/correlation.hpp"
 #include "openshell/core/log.hpp"
@@ -37,11 +39,22 @@ struct ProxyContext {
   std::atomic<size_t> active{0};
 };
 
+// The process behind a client connection, as an identity source reported it (a PROXY v2 header
+// from `openshell run`, or the sandbox's own lookup).
+struct PeerIdentity {
+  int pid = 0;
+  std::string exe;
+  std::string exe_sha256;              // hex
+  std::vector<std::string> ancestors;  // nearest first
+  std::vector<std::string> cmdline_paths;
+};
+
 // One client connection's identity in events.
 struct ConnectionInfo {
   core::CorrelationId cid;
   uint16_t peer_port = 0;
   std::string peer_ip;
+  std::optional<PeerIdentity> identity;  // none: `binaries` are not evaluated
 };
 
 // Where a connection to host:port ended up, or why it did not.
@@ -79,11 +92,24 @@ asio::awaitable<void> handle_forward(ProxyContext& context, const ConnectionInfo
 asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client,
                                        asio::ip::tcp::endpoint peer);
 
-// The connection-level decision under `policy`, with --require-identity applied: this proxy has no
-// identity source, so requiring one denies what the policy would admit.
-policy::ConnectDecision decide_connection(const ProxyContext& context,
+// The engine's input for a connection: host, port and, when known, the process identity.
+class EngineInput {
+ public:
+  EngineInput(const ConnectionInfo& info, std::string_view host, uint16_t port);
+  EngineInput(const EngineInput&) = delete;
+  EngineInput& operator=(const EngineInput&) = delete;
+  const policy::ConnectInput& get() const { return input_; }
+
+ private:
+  policy::ProcessIdentity identity_;
+  policy::ConnectInput input_;
+};
+
+// The connection-level decision under `policy` for the connection's process identity, with
+// --require-identity applied: a connection without one is denied what the policy would admit.
+policy::ConnectDecision decide_connection(const ProxyContext& context, const ConnectionInfo& info,
                                           const policy::CompiledPolicy& policy,
-                                          const policy::ConnectInput& input);
+                                          std::string_view host, uint16_t port);
 
 // Records a denial for aggregation and logs the event.
 void report_denial(ProxyContext& context, const ConnectionInfo& info, core::Event event,

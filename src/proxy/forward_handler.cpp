@@ -91,8 +91,9 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
 
   const std::string_view log_path = path_without_query(uri.path);
   const auto policy = context.store.current();
-  const policy::ConnectInput connection{uri.host, uri.port, nullptr};
-  const policy::ConnectDecision decision = decide_connection(context, *policy, connection);
+  const EngineInput connection(info, uri.host, uri.port);
+  const policy::ConnectDecision decision =
+      decide_connection(context, info, *policy, uri.host, uri.port);
   if (decision.action != policy::Action::kAllow) {
     report_denial(context, info,
                   forward_event("FORWARD blocked: " + decision.reason, uri, head.method, log_path)
@@ -114,8 +115,8 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
     if (target.has_query && !policy::parse_query(target.raw_query, query)) {
       co_return co_await answer(r, invalid_request_target_response());
     }
-    const policy::Decision l7 =
-        policy->decide_request(connection, policy::RequestInput{head.method, target.path, &query});
+    const policy::Decision l7 = policy->decide_request(
+        connection.get(), policy::RequestInput{head.method, target.path, &query});
     const auto kind = l7.action == policy::Action::kAllow   ? events::L7Decision::kAllow
                       : l7.action == policy::Action::kAudit ? events::L7Decision::kAudit
                                                             : events::L7Decision::kDeny;

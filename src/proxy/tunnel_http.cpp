@@ -59,7 +59,7 @@ bool renew_decision(Tunnel& t) {
     return t.decision.action == policy::Action::kAllow;
   }
   t.policy = t.context.store.current();
-  t.decision = decide_connection(t.context, *t.policy, {t.target.host, t.target.port, nullptr});
+  t.decision = decide_connection(t.context, t.info, *t.policy, t.target.host, t.target.port);
   return t.decision.action == policy::Action::kAllow;
 }
 
@@ -230,8 +230,9 @@ asio::awaitable<Next> serve_request(Tunnel& t, RequestHead& head) {
       if (target->has_query && !policy::parse_query(target->raw_query, query)) {
         co_return co_await refuse(t, invalid_request_target_response());
       }
+      const EngineInput connection(t.info, host, port);
       const policy::Decision l7 = t.policy->decide_request(
-          {host, port, nullptr}, policy::RequestInput{head.method, target->path, &query});
+          connection.get(), policy::RequestInput{head.method, target->path, &query});
       if (!l7.matched_policy.empty()) policy_name = l7.matched_policy;
       reason = l7.reason;
       kind = l7.action == policy::Action::kAllow   ? events::L7Decision::kAllow
@@ -243,8 +244,9 @@ asio::awaitable<Next> serve_request(Tunnel& t, RequestHead& head) {
                           .with_duration_ms(0)
                           .with_dst_ip(t.target.dst_ip),
                       DenialEvent{host, port, "-", reason, "l7-deny"});
+        const std::string_view binary = t.info.identity ? t.info.identity->exe : "";
         co_return co_await refuse(t, l7_denied_response(L7Denial{policy_name, head.method, log_path,
-                                                                 host, port, "", reason}));
+                                                                 host, port, binary, reason}));
       }
       head.target = target->path;
       if (target->has_query) head.target += "?" + target->raw_query;

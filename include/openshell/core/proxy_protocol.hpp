@@ -92,4 +92,8 @@ struct ProxyDecodeResult {
 ProxyDecodeResult decode_proxy_header(std::span<const uint8_t> buffered,
                                       const ProxyDecodeOptions& options = {});
 
+// The shared HMAC key both sides read from --identity-key-file: the file's bytes without a
+// trailing newline (so `echo secret > file` works), at least 16 bytes. Errors name the file.
+Result<std::string> read_identity_key_file(const std::string& path);
+
 }  // namespace openshell::core

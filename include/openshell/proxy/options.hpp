@@ -39,6 +39,10 @@ struct ProxyOptions {
   // Terminate TLS in every tunnel not marked `tls: skip`, not only where rules or credentials
   // need it (sandbox mode, where the child trusts our CA; --tls-intercept=all).
   bool intercept_all = false;
+  // Split topology (`openshell run --network proxy:tcp://...`): every connection starts with a
+  // PROXY v2 header whose HMAC is keyed by this secret, and carries the caller's identity. Empty:
+  // no header is expected, and a connection that sends one is refused.
+  std::string identity_key;
 };
 
 }  // namespace openshell::proxy
