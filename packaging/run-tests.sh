@@ -74,6 +74,21 @@ if { [ -f "$nop_build/build.ninja" ] || meson setup "$nop_build" -Dproxy=disable
 else
   layer_results+=("not ok - -Dproxy=disabled build")
 fi
+# And a runtime-less build links neither libseccomp nor libssh, and has no `run`.
+nor_build=${OPENSHELL_NORUNTIME_BUILD:-build/noruntime}
+if { [ -f "$nor_build/build.ninja" ] || meson setup "$nor_build" -Druntime=disabled -Dtests=false \
+       -Dbench=false >/dev/null; } && meson compile -C "$nor_build" -j 2 openshell >/dev/null; then
+  if ldd "$nor_build/src/cli/openshell" | grep -qE 'libseccomp|libssh'; then
+    layer_results+=("not ok - -Druntime=disabled build links runtime libraries")
+    ldd "$nor_build/src/cli/openshell"
+  elif "$nor_build/src/cli/openshell" run -- /bin/true >/dev/null 2>&1; then
+    layer_results+=("not ok - -Druntime=disabled build still has the run subcommand")
+  else
+    layer_results+=("ok - -Druntime=disabled build has no runtime code or libraries")
+  fi
+else
+  layer_results+=("not ok - -Druntime=disabled build")
+fi
 printf '%s\n' "${layer_results[@]}"
 
 python3 - "$build/meson-logs/testlog.json" "${fuzz_results[@]}" "${layer_results[@]}" <<'PY'

@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
   openshell::cli::add_proxy_command(root, action);
   openshell::cli::add_ctl_command(root, action);
 #endif
+#ifdef OPENSHELL_WITH_RUNTIME
+  openshell::cli::add_run_command(root, action);
+#endif
 
   try {
     root.parse(argc, argv);

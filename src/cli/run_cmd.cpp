@@ -1,0 +1,453 @@
+// `openshell run`: the isolation runtime alone (DESIGN.md, first table). Loads the static
+// sections of a policy (filesystem_policy, landlock, process), prepares Landlock and seccomp,
+// forks the spawner before any thread exists, creates the sandbox, relays its egress when
+// --network proxy:... asks for it, and exits with the child's code (124 timeout, 125 our own
+// failure, 126/127 the program could not be run).
+#include <fmt/core.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "log_flags.hpp"
+#include "openshell/core/events.hpp"
+#include "openshell/core/proxy_protocol.hpp"
+#include "openshell/policy/loader.hpp"
+#include "openshell/runtime/child_env.hpp"
+#include "openshell/runtime/credentials.hpp"
+#include "openshell/runtime/egress_relay.hpp"
+#include "openshell/runtime/landlock.hpp"
+#include "openshell/runtime/pty.hpp"
+#include "openshell/runtime/sandbox_defaults.hpp"
+#include "openshell/runtime/seccomp.hpp"
+#include "openshell/runtime/spawner.hpp"
+#include "openshell/runtime/supervisor.hpp"
+
+extern char** environ;
+
+namespace openshell::cli {
+namespace {
+
+namespace rt = openshell::runtime;
+
+struct RunFlags {
+  std::string policy_file;
+  std::string network = "none";
+  bool allow_host_network = false;
+  std::string identity_key_file;
+  std::string workdir;
+  std::string user;
+  std::string group;
+  double timeout = 0;
+  bool tty = false;
+  bool no_tty = false;
+  std::vector<std::string> env;
+  std::string ca_bundle;
+  LogFlags log;
+  std::vector<std::string> command;
+  std::optional<rt::EgressTarget> proxy;  // set by the callback for proxy:... networks
+};
+
+// Everything `run` reads from a policy: the static sections only (DESIGN.md "Policy").
+struct StaticPolicy {
+  bool present = false;
+  std::optional<policy::FilesystemPolicy> filesystem;
+  policy::LandlockCompatibility compatibility = policy::LandlockCompatibility::kBestEffort;
+  std::string run_as_user;
+  std::string run_as_group;
+};
+
+std::optional<StaticPolicy> load_static_policy(const std::string& file, core::Logger& log) {
+  StaticPolicy out;
+  if (file.empty()) return out;
+  const policy::LoadResult loaded = policy::load_policy_file(file);
+  for (const auto& d : loaded.diagnostics) {
+    std::string where = file;
+    if (d.location.line > 0) where += fmt::format(":{}:{}", d.location.line, d.location.column);
+    const std::string message = d.path.empty() ? d.message : d.path + ": " + d.message;
+    if (d.severity == policy::Severity::kError) {
+      log.error("{}: {}", where, message);
+    } else {
+      log.warn("{}: {}", where, message);
+    }
+  }
+  if (!loaded.ok()) return std::nullopt;
+  const policy::PolicyDocument& doc = *loaded.document;
+  out.present = true;
+  out.filesystem = doc.filesystem;
+  if (doc.landlock) out.compatibility = doc.landlock->compatibility;
+  if (doc.process) {
+    out.run_as_user = doc.process->run_as_user;
+    out.run_as_group = doc.process->run_as_group;
+  }
+  if (!doc.network_policies.empty()) {
+    log.info(
+        "{}: network_policies are the proxy's to enforce; `run` uses only filesystem_policy, "
+        "landlock and process",
+        file);
+  }
+  return out;
+}
+
+// runtime-spec §2.2/§2.4: the policy's lists (or the restrictive default without a policy),
+// the baseline, the workdir when include_workdir says so, and what the runtime hands the child.
+rt::FilesystemRules filesystem_rules(const StaticPolicy& policy, const std::string& workdir,
+                                     const std::string& ca_bundle,
+                                     const std::vector<std::string>& devices) {
+  rt::FilesystemRules rules;
+  bool include_workdir = true;  // the default when no filesystem_policy says otherwise
+  if (!policy.present) {
+    rules = rt::restrictive_default_rules();
+  } else {
+    if (policy.filesystem) {
+      rules.read_only = policy.filesystem->read_only;
+      rules.read_write = policy.filesystem->read_write;
+      include_workdir = policy.filesystem->include_workdir;
+    }
+    rules.compatibility = policy.compatibility == policy::LandlockCompatibility::kHardRequirement
+                              ? rt::LandlockCompatibility::kHardRequirement
+                              : rt::LandlockCompatibility::kBestEffort;
+    rt::add_baseline_paths(rules);
+  }
+  if (include_workdir && !workdir.empty() && workdir != "/") {
+    rt::add_path_once(rules, rules.read_write, workdir);
+  }
+  if (!ca_bundle.empty()) rt::add_path_once(rules, rules.read_only, ca_bundle);
+  rules.devices = devices;
+  return rules;
+}
+
+std::string canonical_or_empty(const std::string& path) {
+  std::error_code error;
+  const auto canonical = std::filesystem::canonical(path, error);
+  return error ? std::string() : canonical.string();
+}
+
+// Under a directory the mount namespace replaces, a file is not what the child would see.
+std::optional<std::string> hidden_by_mounts(const std::string& path) {
+  std::vector<std::string> dirs = rt::default_private_dirs();
+  for (std::string& dir : rt::default_masked_dirs())
+    dirs.push_back(std::move(dir));
+  for (const std::string& dir : dirs) {
+    if (path.starts_with(dir + "/")) return dir;
+  }
+  return std::nullopt;
+}
+
+// The identity the child runs as, and the warning when rootless cannot honour what was asked.
+Result<rt::Credentials> sandbox_credentials(const RunFlags& flags, const StaticPolicy& policy,
+                                            bool rootless, const core::Logger& log) {
+  const std::string user = !flags.user.empty() ? flags.user : policy.run_as_user;
+  const std::string group = !flags.group.empty() ? flags.group : policy.run_as_group;
+  if (!rootless) return rt::resolve_credentials(user, group);
+  rt::Credentials self = rt::current_credentials();
+  const auto names_self = [&](const std::string& who, uint32_t id, const std::string& name) {
+    return who.empty() || who == std::to_string(id) || who == name;
+  };
+  if (!names_self(user, self.uid, self.user) || !names_self(group, self.gid, std::string())) {
+    log.warn(
+        "rootless: the sandbox runs as uid {} gid {} (the caller, the only ids its user "
+        "namespace maps); run_as_user/run_as_group ({}:{}) cannot be honoured without root",
+        self.uid, self.gid, user.empty() ? "-" : user, group.empty() ? "-" : group);
+  }
+  return self;
+}
+
+std::string home_for(const rt::Credentials& credentials, const std::string& workdir) {
+  struct stat info {};
+  if (!credentials.home.empty() && ::stat(credentials.home.c_str(), &info) == 0 &&
+      S_ISDIR(info.st_mode)) {
+    return credentials.home;
+  }
+  return workdir.empty() ? "/tmp" : workdir;
+}
+
+std::string shell_for(const rt::Credentials& credentials) {
+  for (const std::string& shell : {credentials.shell, std::string("/bin/bash")}) {
+    if (!shell.empty() && shell.find("nologin") == std::string::npos &&
+        ::access(shell.c_str(), X_OK) == 0) {
+      return shell;
+    }
+  }
+  return "/bin/sh";
+}
+
+int run_sandbox(RunFlags& flags) {
+  auto installed = flags.log.install();
+  if (!installed.ok()) {
+    fmt::print(stderr, "openshell run: {}\n", installed.error().message);
+    return rt::kExitSetupFailed;
+  }
+  core::Logger& log = **installed;
+  if (flags.network == "host") {
+    log.warn(
+        "--network host: the sandbox shares the host's network namespace; nothing limits "
+        "its connections");
+  }
+
+  const auto policy = load_static_policy(flags.policy_file, log);
+  if (!policy) {
+    log.error("{}: policy not loaded; nothing was run", flags.policy_file);
+    return rt::kExitSetupFailed;
+  }
+  const bool rootless = ::geteuid() != 0;
+  auto credentials = sandbox_credentials(flags, *policy, rootless, log);
+  if (!credentials.ok()) {
+    log.error("{}", credentials.error().message);
+    return rt::kExitSetupFailed;
+  }
+
+  // The workdir: --workdir (it then joins read_write when include_workdir says so), else the
+  // caller's own directory, kept as the child's cwd but granted nothing.
+  std::string workdir;
+  if (!flags.workdir.empty()) {
+    workdir = canonical_or_empty(flags.workdir);
+    struct stat info {};
+    if (workdir.empty() || ::stat(workdir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+      log.error("--workdir {}: not an existing directory", flags.workdir);
+      return rt::kExitSetupFailed;
+    }
+  }
+  const std::string cwd = workdir.empty() ? std::filesystem::current_path().string() : workdir;
+  if (auto dir = hidden_by_mounts(cwd)) {
+    log.error(
+        "working directory {}: the sandbox gets its own {}, so it would not be there; "
+        "use --workdir elsewhere",
+        cwd, *dir);
+    return rt::kExitSetupFailed;
+  }
+
+  std::string ca_bundle;
+  if (!flags.ca_bundle.empty()) {
+    ca_bundle = canonical_or_empty(flags.ca_bundle);
+    if (ca_bundle.empty()) {
+      log.error("--ca-bundle {}: no such file", flags.ca_bundle);
+      return rt::kExitSetupFailed;
+    }
+    if (auto dir = hidden_by_mounts(ca_bundle)) {
+      log.error(
+          "--ca-bundle {}: the sandbox gets its own {}, so the file would not be there; "
+          "put the bundle elsewhere (e.g. under /etc or /usr/local/share)",
+          ca_bundle, *dir);
+      return rt::kExitSetupFailed;
+    }
+  }
+
+  const bool tty = flags.tty || (!flags.no_tty && ::isatty(0) == 1 && ::isatty(1) == 1);
+  std::optional<rt::Pty> pty;
+  std::vector<std::string> devices;
+  if (tty) {
+    auto opened = rt::open_pty();
+    if (!opened.ok()) {
+      log.error("PTY: {}", opened.error().message);
+      return rt::kExitSetupFailed;
+    }
+    pty = std::move(*opened);
+    rt::copy_window_size(::isatty(0) == 1 ? 0 : 1, pty->master.get());
+    devices = {pty->slave_path};
+    // Programs open /dev/tty for prompts; a missing one must not fail a hard_requirement.
+    if (::access("/dev/tty", F_OK) == 0) devices.emplace_back("/dev/tty");
+  }
+
+  // Security layers, prepared while we are still privileged and single-threaded.
+  const rt::FilesystemRules rules = filesystem_rules(*policy, workdir, ca_bundle, devices);
+  auto landlock = rt::prepare_landlock(rules, log);
+  if (!landlock.ok()) {
+    log.error("{}", landlock.error().message);
+    return rt::kExitSetupFailed;
+  }
+  auto seccomp = rt::build_seccomp(rt::SeccompOptions{});
+  if (!seccomp.ok()) {
+    log.error("{}", seccomp.error().message);
+    return rt::kExitSetupFailed;
+  }
+  rt::SpawnerConfig config;
+  if (landlock->active()) config.landlock = rules;  // each sandbox's init builds its own
+  config.seccomp = std::move(*seccomp);
+  auto spawner = rt::Spawner::start(config);
+  if (!spawner.ok()) {
+    log.error("spawner: {}", spawner.error().message);
+    return rt::kExitSetupFailed;
+  }
+  auto signals = rt::LifecycleSignals::block();
+  if (!signals.ok()) {
+    log.error("signals: {}", signals.error().message);
+    return rt::kExitSetupFailed;
+  }
+
+  rt::ChildEnvOptions env_options;
+  for (char** entry = environ; *entry != nullptr; ++entry)
+    env_options.inherited.emplace_back(*entry);
+  env_options.extra = flags.env;
+  env_options.user = credentials->user;
+  env_options.home = home_for(*credentials, workdir);
+  env_options.shell = shell_for(*credentials);
+  env_options.tty = tty;
+  env_options.proxy = flags.proxy.has_value();
+  env_options.ca_bundle = ca_bundle;
+
+  rt::SandboxSpec spec;
+  spec.env = rt::build_child_env(env_options);
+  std::string child_path(rt::kDefaultPath);
+  for (const std::string& entry : spec.env) {
+    if (entry.starts_with("PATH=")) child_path = entry.substr(5);
+  }
+  auto program = rt::resolve_program(flags.command.front(), child_path, cwd);
+  if (!program.ok()) {
+    log.error("{}", program.error().message);
+    return rt::kExitNotFound;
+  }
+  spec.program = *program;
+  spec.argv = flags.command;
+  spec.workdir = cwd;
+  spec.uid = credentials->uid;
+  spec.gid = credentials->gid;
+  spec.groups = credentials->groups;
+  spec.user_namespace = rootless;
+  spec.network = flags.network == "host" ? rt::SandboxNetwork::kHost
+                 : flags.proxy           ? rt::SandboxNetwork::kProxy
+                                         : rt::SandboxNetwork::kNone;
+  spec.tty = tty;
+  spec.private_dirs = rt::default_private_dirs();
+  spec.masked_dirs = rt::default_masked_dirs();
+
+  rt::SandboxStdio stdio;
+  if (pty) stdio = {pty->slave.get(), pty->slave.get(), pty->slave.get()};
+  std::optional<rt::RawTerminal> raw;
+  if (pty && ::isatty(0) == 1) {
+    if (auto entered = rt::RawTerminal::enter(0); entered.ok()) raw.emplace(std::move(*entered));
+  }
+
+  auto sandbox = spawner->spawn(spec, stdio);
+  if (!sandbox.ok()) {
+    raw.reset();
+    for (const std::string& warning : sandbox.error().warnings)
+      log.warn("{}", warning);
+    log.error("sandbox not started: {}", sandbox.error().message);
+    return sandbox.error().exit_code;
+  }
+  for (const std::string& warning : sandbox->warnings())
+    log.warn("{}", warning);
+  if (pty) pty->slave.reset();  // the master sees the hang-up once the sandbox is gone
+
+  core::ProcessInfo launched;
+  launched.name = spec.program;
+  launched.pid = sandbox->pid();
+  launched.cmd_line = fmt::format("{}", fmt::join(spec.argv, " "));
+  log.emit(core::events::process_launch(launched));
+
+  std::unique_ptr<rt::EgressRelay> relay;
+  if (flags.proxy) {
+    rt::EgressRelayOptions relay_options;
+    relay_options.target = *flags.proxy;
+    if (!flags.identity_key_file.empty()) {
+      // The same reader as the proxy's side, so both agree on what the key is.
+      auto key = core::read_identity_key_file(flags.identity_key_file);
+      if (!key.ok()) {
+        raw.reset();
+        log.error("{}", key.error().message);
+        (void)sandbox->signal(SIGKILL);
+        return rt::kExitSetupFailed;
+      }
+      relay_options.identity_key.assign(key->begin(), key->end());
+    }
+    relay_options.netns_pid = sandbox->pid();
+    relay_options.root_pid = sandbox->pid();
+    auto started =
+        rt::EgressRelay::start(sandbox->take_listener().release(), std::move(relay_options), log);
+    if (!started.ok()) {
+      raw.reset();
+      log.error("egress relay: {}", started.error().message);
+      (void)sandbox->signal(SIGKILL);
+      return rt::kExitSetupFailed;
+    }
+    relay = std::move(*started);
+  }
+
+  rt::SuperviseOptions supervise_options;
+  supervise_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout * 1000));
+  if (pty) supervise_options.pty_master = pty->master.get();
+  const int code = rt::supervise(*spawner, *sandbox, *signals, supervise_options, log);
+  raw.reset();
+  if (relay) relay->stop();
+  log.emit(core::events::process_exit(launched, code));
+  return code;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& root, Action& action) {
+  auto flags = std::make_shared<RunFlags>();
+  CLI::App* app = root.add_subcommand(
+      "run",
+      "Run a command in a sandbox: its own pid, mount and network namespaces, Landlock, seccomp, "
+      "no privileges; egress only through a proxy, if any");
+  app->add_option("--policy", flags->policy_file,
+                  "Policy file (YAML or JSON); only filesystem_policy, landlock and process are "
+                  "used. Without it: the restrictive default")
+      ->check(CLI::ExistingFile);
+  app->add_option("--network", flags->network,
+                  "none (only loopback), proxy:tcp://HOST:PORT or proxy:unix:PATH (egress via "
+                  "that proxy), or host (no isolation; needs --allow-host-network)")
+      ->default_str("none");
+  app->add_flag("--allow-host-network", flags->allow_host_network,
+                "Permit --network host (the sandbox then shares the host's network)");
+  app->add_option("--identity-key-file", flags->identity_key_file,
+                  "Shared secret for the HMAC of the PROXY v2 identity header (proxy:tcp)")
+      ->check(CLI::ExistingFile);
+  app->add_option("--workdir", flags->workdir,
+                  "Working directory of the command (read-write when include_workdir)");
+  app->add_option("--user", flags->user,
+                  "Run as this user (name or number; overrides process.run_as_user; root only)");
+  app->add_option("--group", flags->group,
+                  "Run as this group (name or number; overrides process.run_as_group; root only)");
+  app->add_option("--timeout", flags->timeout,
+                  "Seconds before the command is sent SIGTERM (then SIGKILL); exit code 124")
+      ->check(CLI::Range(0.0, 31536000.0));
+  auto* tty =
+      app->add_flag("--tty", flags->tty, "Give the command a PTY even if stdio is not a terminal");
+  app->add_flag("--no-tty", flags->no_tty, "Pass stdio through even if it is a terminal")
+      ->excludes(tty);
+  app->add_option("--env", flags->env, "KEY=VALUE for the command's environment (repeatable)")
+      ->allow_extra_args(false);
+  app->add_option("--ca-bundle", flags->ca_bundle,
+                  "CA bundle the command should trust (SSL_CERT_FILE & co. point at it)")
+      ->check(CLI::ExistingFile);
+  flags->log.level = "warn";
+  flags->log.add_to(*app);
+  app->get_option("--log-level")->default_str("warn");
+  app->add_option("command", flags->command, "The command and its arguments (after --)")
+      ->required();
+  app->callback([&action, flags] {
+    if (flags->network == "host") {
+      if (!flags->allow_host_network) {
+        throw CLI::ValidationError("--network",
+                                   "host shares the host's network: it needs "
+                                   "--allow-host-network");
+      }
+    } else if (flags->network != "none") {
+      auto target = rt::parse_network_proxy(flags->network);
+      if (!target.ok()) throw CLI::ValidationError("--network", target.error().message);
+      flags->proxy = std::move(*target);
+    }
+    if (!flags->identity_key_file.empty() && !flags->proxy) {
+      throw CLI::ValidationError("--identity-key-file", "only with --network proxy:...");
+    }
+    for (const std::string& assignment : flags->env) {
+      if (auto checked = rt::check_env_assignment(assignment); !checked.ok()) {
+        throw CLI::ValidationError("--env", checked.error().message);
+      }
+    }
+    action = [flags] { return run_sandbox(*flags); };
+  });
+}
+
+}  // namespace openshell::cli

@@ -1,0 +1,78 @@
+// What a sandbox's init and main process need between fork and exec. The spawner prepares it
+// completely beforehand (C strings, pointer arrays, ids), so the children only make system calls:
+// no allocation, no locks, no NSS (DESIGN.md "Processes", runtime-spec §4.3).
+#pragma once
+
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "openshell/runtime/landlock.hpp"
+#include "openshell/runtime/seccomp.hpp"
+
+namespace openshell::runtime::child {
+
+// One record on the report pipe. Fixed size (below PIPE_BUF) so every write is atomic and the
+// reader never sees half a record; the reader turns `err` into strerror text.
+struct Report {
+  uint32_t kind = 0;
+  int32_t err = 0;  // 0: `step` is the whole message
+  char step[240] = {};
+};
+inline constexpr uint32_t kReportFatal = 1;
+inline constexpr uint32_t kReportWarning = 2;
+
+struct Plan {
+  // The main process.
+  const char* program = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* workdir = nullptr;  // nullptr: stay where the spawner is
+  uid_t uid = 0;
+  gid_t gid = 0;
+  const gid_t* groups = nullptr;
+  size_t group_count = 0;
+  bool user_namespace = false;  // rootless: ids are already ours, setgroups is denied
+  bool tty = false;
+  int stdio[3] = {-1, -1, -1};
+
+  // The namespaces the init sets up.
+  bool new_network = false;
+  bool proxy_listener = false;
+  const char* const* private_dirs = nullptr;
+  size_t private_count = 0;
+  const char* const* masked_dirs = nullptr;
+  size_t masked_count = 0;
+
+  // Channels to the spawner.
+  int report_fd = -1;    // close-on-exec pipe: Report records; EOF once the program is exec'd
+  int sync_fd = -1;      // rootless: one byte arrives once uid_map and gid_map are written
+  int handover_fd = -1;  // the init's end of a socketpair: the listener goes back on it; its
+                         // hang-up also tells the init that the spawner is gone
+
+  // Security layers: the seccomp program is ready; the Landlock rules are resolved by the init
+  // inside the mount namespace (see SpawnerConfig). nullptr: no Landlock.
+  const FilesystemRules* landlock_rules = nullptr;
+  const SeccompProgram* seccomp = nullptr;
+};
+
+// Writes one record: `step` and `detail` (e.g. a path) joined by a space, truncated to fit.
+void report(int fd, uint32_t kind, const char* step, const char* detail, int err) noexcept;
+// Reports a fatal step and exits 125 (kExitSetupFailed).
+[[noreturn]] void fail(const Plan& plan, const char* step, int err,
+                       const char* detail = nullptr) noexcept;
+// Default dispositions for every signal and an empty mask; 0 or an errno value.
+int reset_signal_state() noexcept;
+
+// The sandbox's first process, pid 1 of its pid namespace: mounts, loopback, the proxy listener,
+// then forks the main process, hardens itself, reaps every process and forwards signals to the
+// main process group; exits with the main process's code (128+N for signal N).
+[[noreturn]] void run_init(const Plan& plan) noexcept;
+
+// The main process: session, working directory, privilege drop, Landlock (with the ruleset the
+// init prepared; inactive: none), seccomp, fds, exec.
+[[noreturn]] void run_main(const Plan& plan, const LandlockRuleset& landlock) noexcept;
+
+}  // namespace openshell::runtime::child

@@ -1,0 +1,419 @@
+// The spawner process: single-threaded, forked before any thread exists. For each request it
+// prepares the child plan, clones the sandbox's init into new namespaces, writes the rootless id
+// maps, collects the in-namespace listener and the children's reports, and answers; then it
+// reaps inits and sends their exit notices.
+#include "spawner_process.hpp"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "child_plan.hpp"
+#include "spawn_protocol.hpp"
+
+namespace openshell::runtime::spawner {
+namespace {
+
+// How long a sandbox may take from clone to exec. Mounting and exec are milliseconds; the bound
+// only keeps a wedged child from wedging the spawner (and every later request) with it.
+constexpr std::chrono::milliseconds kSetupTimeout{30'000};
+
+// Signals the spawner must survive: it shares the caller's process group, so a terminal's ^C
+// or ^\ reaches it too, and the caller decides what a SIGTERM/SIGHUP means for its sandboxes.
+constexpr int kIgnoredSignals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGTERM,
+                                   SIGTSTP, SIGTTIN, SIGTTOU, SIGPIPE};
+
+struct Running {
+  pid_t pid = -1;
+  UniqueFd lifeline;   // our end of the hand-over socket; the init watches it while it starts
+  bool notify = true;  // false: its spawn failed, the caller waits for no exit notice
+};
+
+// Owns every string and array a child plan points into, for as long as the clone takes.
+struct PlanStorage {
+  SandboxSpec spec;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  std::vector<gid_t> groups;
+  std::vector<const char*> private_dirs;
+  std::vector<const char*> masked_dirs;
+};
+
+bool has_nul(const std::string& text) {
+  return text.find('\0') != std::string::npos;
+}
+
+std::optional<std::string> validate(const SandboxSpec& spec) {
+  if (spec.argv.empty()) return "empty command";
+  if (spec.program.empty() || spec.program.front() != '/') return "program path is not absolute";
+  if (has_nul(spec.program) || has_nul(spec.workdir)) return "NUL byte in a path";
+  for (const auto* list : {&spec.argv, &spec.env, &spec.private_dirs, &spec.masked_dirs}) {
+    for (const std::string& text : *list) {
+      if (has_nul(text)) return "NUL byte in the command, environment or a mount path";
+    }
+  }
+  for (const std::string& entry : spec.env) {
+    if (entry.find('=') == std::string::npos) return "environment entry without '='";
+  }
+  if (spec.user_namespace && (spec.uid != ::getuid() || spec.gid != ::getgid())) {
+    return "a rootless sandbox runs as the caller's uid and gid";
+  }
+  return std::nullopt;
+}
+
+child::Plan make_plan(PlanStorage& storage) {
+  SandboxSpec& spec = storage.spec;
+  for (std::string& arg : spec.argv)
+    storage.argv.push_back(arg.data());
+  storage.argv.push_back(nullptr);
+  for (std::string& entry : spec.env)
+    storage.envp.push_back(entry.data());
+  storage.envp.push_back(nullptr);
+  storage.groups.assign(spec.groups.begin(), spec.groups.end());
+  for (const std::string& dir : spec.private_dirs)
+    storage.private_dirs.push_back(dir.c_str());
+  for (const std::string& dir : spec.masked_dirs)
+    storage.masked_dirs.push_back(dir.c_str());
+
+  child::Plan plan;
+  plan.program = spec.program.c_str();
+  plan.argv = storage.argv.data();
+  plan.envp = storage.envp.data();
+  plan.workdir = spec.workdir.empty() ? nullptr : spec.workdir.c_str();
+  plan.uid = spec.uid;
+  plan.gid = spec.gid;
+  plan.groups = storage.groups.data();
+  plan.group_count = storage.groups.size();
+  plan.user_namespace = spec.user_namespace;
+  plan.tty = spec.tty;
+  plan.new_network = spec.network != SandboxNetwork::kHost;
+  plan.proxy_listener = spec.network == SandboxNetwork::kProxy;
+  plan.private_dirs = storage.private_dirs.data();
+  plan.private_count = storage.private_dirs.size();
+  plan.masked_dirs = storage.masked_dirs.data();
+  plan.masked_count = storage.masked_dirs.size();
+  return plan;
+}
+
+Result<void> write_file(const std::string& path, const std::string& text) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return Error::from_errno("open " + path);
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    return Error::from_errno("write " + path);
+  }
+  return {};
+}
+
+// Rootless: map our own uid and gid onto themselves, one id each. Without CAP_SETGID the kernel
+// wants setgroups denied first (so a dropped group cannot be regained by setgroups).
+Result<void> write_id_maps(pid_t pid, uid_t uid, gid_t gid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  if (auto r = write_file(proc + "/setgroups", "deny"); !r.ok()) return r;
+  if (auto r = write_file(proc + "/uid_map", fmt::format("{} {} 1\n", uid, uid)); !r.ok()) return r;
+  return write_file(proc + "/gid_map", fmt::format("{} {} 1\n", gid, gid));
+}
+
+int remaining_ms(std::chrono::steady_clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+  return static_cast<int>(std::max<int64_t>(0, left.count()));
+}
+
+// The listener the init sends back; an invalid fd when it failed first (its report says why).
+UniqueFd receive_listener(int handover, std::chrono::steady_clock::time_point deadline) {
+  pollfd ready{handover, POLLIN, 0};
+  if (::poll(&ready, 1, remaining_ms(deadline)) <= 0) return {};
+  char byte = 0;
+  iovec part{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &part;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  if (::recvmsg(handover, &message, MSG_CMSG_CLOEXEC) <= 0) return {};
+  const cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+  if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) return {};
+  int fd = -1;
+  std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+  return UniqueFd(fd);
+}
+
+std::string describe(const child::Report& report) {
+  std::string step(report.step, ::strnlen(report.step, sizeof report.step));
+  return report.err == 0 ? step : step + ": " + std::strerror(report.err);
+}
+
+// Reads the children's reports until EOF (both closed the pipe: the program is exec'd).
+struct Reports {
+  std::optional<child::Report> fatal;
+  std::vector<std::string> warnings;
+  bool timed_out = false;
+};
+Reports read_reports(int pipe_fd, std::chrono::steady_clock::time_point deadline) {
+  Reports reports;
+  for (;;) {
+    pollfd ready{pipe_fd, POLLIN, 0};
+    const int polled = ::poll(&ready, 1, remaining_ms(deadline));
+    if (polled < 0 && errno == EINTR) continue;
+    if (polled <= 0) {
+      reports.timed_out = true;
+      return reports;
+    }
+    child::Report record;
+    const ssize_t got = ::read(pipe_fd, &record, sizeof record);
+    if (got < 0 && errno == EINTR) continue;
+    if (got != static_cast<ssize_t>(sizeof record)) return reports;  // EOF
+    if (record.kind == child::kReportWarning) {
+      reports.warnings.push_back(describe(record) + "; continuing without it (best_effort)");
+    } else if (!reports.fatal) {
+      reports.fatal = record;
+    }
+  }
+}
+
+int failure_exit_code(const child::Report& report) {
+  if (std::strncmp(report.step, "execve", 6) != 0) return kExitSetupFailed;
+  return report.err == ENOENT ? kExitNotFound : kExitCannotExecute;
+}
+
+class Loop {
+ public:
+  Loop(int channel, const SpawnerConfig& config) : channel_(channel), config_(config) {}
+
+  [[noreturn]] void serve(int child_signals) {
+    for (;;) {
+      pollfd fds[2] = {{channel_, POLLIN, 0}, {child_signals, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        shutdown();
+      }
+      if ((fds[1].revents & POLLIN) != 0) {
+        signalfd_siginfo info;
+        while (::read(child_signals, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        }
+        reap();
+      }
+      if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+        auto message = protocol::receive_message(channel_);
+        if (!message.ok() || !message->has_value()) shutdown();
+        if ((*message)->type == protocol::Type::kSpawn) handle_spawn(**message);
+      }
+    }
+  }
+
+ private:
+  void reply_failure(const SpawnFailure& failure) {
+    (void)protocol::send_message(channel_, protocol::Type::kSpawnFailed,
+                                 protocol::encode_failure(failure));
+  }
+
+  void handle_spawn(protocol::Message& request) {
+    PlanStorage storage;
+    auto spec = protocol::decode_spec(request.payload);
+    if (!spec || request.fds.size() != 3) {
+      return reply_failure({kExitSetupFailed, "malformed spawn request", {}});
+    }
+    storage.spec = std::move(*spec);
+    if (auto problem = validate(storage.spec)) {
+      return reply_failure({kExitSetupFailed, *problem, {}});
+    }
+    child::Plan plan = make_plan(storage);
+    for (int i = 0; i < 3; ++i)
+      plan.stdio[i] = request.fds[i].get();
+    plan.landlock_rules = config_.landlock ? &*config_.landlock : nullptr;
+    plan.seccomp = &config_.seccomp;
+
+    int report_pipe[2];
+    if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
+      return reply_failure({kExitSetupFailed, Error::from_errno("pipe2").message, {}});
+    }
+    UniqueFd report_read(report_pipe[0]);
+    UniqueFd report_write(report_pipe[1]);
+    UniqueFd sync_read;
+    UniqueFd sync_write;
+    if (storage.spec.user_namespace) {
+      int sync_pipe[2];
+      if (::pipe2(sync_pipe, O_CLOEXEC) != 0) {
+        return reply_failure({kExitSetupFailed, Error::from_errno("pipe2").message, {}});
+      }
+      sync_read.reset(sync_pipe[0]);
+      sync_write.reset(sync_pipe[1]);
+    }
+    int handover[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, handover) != 0) {
+      return reply_failure({kExitSetupFailed, Error::from_errno("socketpair").message, {}});
+    }
+    UniqueFd handover_ours(handover[0]);
+    UniqueFd handover_theirs(handover[1]);
+    plan.report_fd = report_write.get();
+    plan.sync_fd = sync_read.get();
+    plan.handover_fd = handover_theirs.get();
+
+    unsigned long flags = SIGCHLD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+    if (plan.new_network) flags |= CLONE_NEWNET;
+    if (storage.spec.user_namespace) flags |= CLONE_NEWUSER;
+    // A raw clone without a new stack behaves like fork with namespace flags: the child runs on
+    // its copy of our stack and never returns from run_init.
+    const long cloned = ::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr);
+    if (cloned < 0) {
+      return reply_failure(
+          {kExitSetupFailed,
+           Error::from_errno("namespaces: clone").message +
+               (errno == EPERM || errno == ENOSPC ? " (are user namespaces disabled or exhausted?)"
+                                                  : ""),
+           {}});
+    }
+    if (cloned == 0) {
+      // Close the ends that are not ours, so EOF on them means what it should.
+      ::close(report_read.release());
+      if (sync_write) ::close(sync_write.release());
+      ::close(handover_ours.release());
+      child::run_init(plan);
+    }
+    const pid_t pid = static_cast<pid_t>(cloned);
+    report_write.reset();
+    sync_read.reset();
+    handover_theirs.reset();
+    running_.push_back({pid, UniqueFd(), false});  // reaped quietly unless we succeed
+
+    const auto deadline = std::chrono::steady_clock::now() + kSetupTimeout;
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));
+    if (!pidfd) return abandon(pid, Error::from_errno("pidfd_open").message);
+    if (storage.spec.user_namespace) {
+      auto mapped = write_id_maps(pid, plan.uid, plan.gid);
+      if (!mapped.ok()) return abandon(pid, "user namespace: " + mapped.error().message);
+      if (::write(sync_write.get(), "m", 1) != 1) {
+        return abandon(pid, Error::from_errno("user namespace: sync").message);
+      }
+      sync_write.reset();
+    }
+    UniqueFd listener;
+    if (plan.proxy_listener) listener = receive_listener(handover_ours.get(), deadline);
+    Reports reports = read_reports(report_read.get(), deadline);
+    if (reports.timed_out) {
+      return abandon(pid, "sandbox setup did not finish within " +
+                              std::to_string(kSetupTimeout.count() / 1000) + " s");
+    }
+    if (reports.fatal) {
+      ::kill(pid, SIGKILL);
+      return reply_failure(
+          {failure_exit_code(*reports.fatal), describe(*reports.fatal), reports.warnings});
+    }
+    if (plan.proxy_listener && !listener) {
+      return abandon(pid, "proxy listener: not received from the sandbox");
+    }
+    running_.back().lifeline = std::move(handover_ours);
+    running_.back().notify = true;
+    std::vector<int> fds{pidfd.get()};
+    if (listener) fds.push_back(listener.get());
+    (void)protocol::send_message(channel_, protocol::Type::kSpawned,
+                                 protocol::encode_spawned({pid, reports.warnings}), fds);
+  }
+
+  void abandon(pid_t pid, std::string message) {
+    ::kill(pid, SIGKILL);
+    reply_failure({kExitSetupFailed, std::move(message), {}});
+  }
+
+  void reap() {
+    for (;;) {
+      int status = 0;
+      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) return;
+      const auto it = std::find_if(running_.begin(), running_.end(),
+                                   [pid](const Running& r) { return r.pid == pid; });
+      if (it == running_.end()) continue;
+      if (it->notify) {
+        (void)protocol::send_message(channel_, protocol::Type::kExited,
+                                     protocol::encode_exit({pid, status}));
+      }
+      running_.erase(it);
+    }
+  }
+
+  // The runtime is gone or closed the channel: no sandbox outlives it.
+  [[noreturn]] void shutdown() {
+    for (const Running& sandbox : running_)
+      ::kill(sandbox.pid, SIGKILL);
+    for (const Running& sandbox : running_) {
+      while (::waitpid(sandbox.pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+    }
+    ::_exit(0);
+  }
+
+  int channel_;
+  const SpawnerConfig& config_;
+  std::vector<Running> running_;
+};
+
+// Keeps stdio (0 and 1 pointed at /dev/null: the children get their stdio per request, and
+// holding the caller's stdout open could keep a reader waiting) and the channel; closes
+// everything else the caller had open.
+void tidy_fds(int channel) {
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd >= 0) {
+    ::dup2(null_fd, 0);
+    ::dup2(null_fd, 1);
+    if (null_fd > 2) ::close(null_fd);
+  }
+  std::vector<unsigned> keep{0, 1, 2, static_cast<unsigned>(channel)};
+  std::sort(keep.begin(), keep.end());
+  keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
+  unsigned next = 0;
+  for (const unsigned fd : keep) {
+    if (fd > next) ::syscall(SYS_close_range, next, fd - 1, 0U);
+    next = fd + 1;
+  }
+  ::syscall(SYS_close_range, next, ~0U, 0U);
+}
+
+}  // namespace
+
+void run(int channel, const SpawnerConfig& config, pid_t parent) noexcept {
+  if (::prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(SIGKILL), 0UL, 0UL, 0UL) != 0 ||
+      ::getppid() != parent) {
+    ::_exit(kExitSetupFailed);
+  }
+  for (const int signal_number : kIgnoredSignals)
+    ::signal(signal_number, SIG_IGN);
+  // A caller that dropped from root without exec is not dumpable, nor are our clones, and then
+  // their /proc/<pid>/uid_map belongs to root: a rootless spawner could not write the maps. An
+  // unprivileged process is dumpable anyway once it execs; nothing here needs hiding from its uid.
+  if (::geteuid() != 0) ::prctl(PR_SET_DUMPABLE, 1UL, 0UL, 0UL, 0UL);
+  tidy_fds(channel);
+
+  sigset_t child_signal;
+  sigemptyset(&child_signal);
+  sigaddset(&child_signal, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &child_signal, nullptr);
+  const int child_signals = ::signalfd(-1, &child_signal, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (child_signals < 0) ::_exit(kExitSetupFailed);
+
+  try {
+    Loop loop(channel, config);
+    loop.serve(child_signals);
+  } catch (...) {
+    // Out of memory while preparing a request: nothing sane is left to do but leave, which
+    // closes the channel; the caller sees the spawner gone and no sandbox outlives it.
+    ::_exit(kExitSetupFailed);
+  }
+}
+
+}  // namespace openshell::runtime::spawner
