@@ -23,6 +23,9 @@ void add_ctl_command(CLI::App& root, Action& action);
 #ifdef OPENSHELL_WITH_RUNTIME
 void add_run_command(CLI::App& root, Action& action);
 #endif
+#ifdef OPENSHELL_WITH_SANDBOX
+void add_sandbox_command(CLI::App& root, Action& action);
+#endif
 
 // Prints a one-line usage error with a hint and returns kExitUsage.
 int usage_error(const CLI::App& app, const std::string& message);

@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
 #ifdef OPENSHELL_WITH_RUNTIME
   openshell::cli::add_run_command(root, action);
 #endif
+#ifdef OPENSHELL_WITH_SANDBOX
+  openshell::cli::add_sandbox_command(root, action);
+#endif
 
   try {
     root.parse(argc, argv);

@@ -5,12 +5,10 @@
 // failure, 126/127 the program could not be run).
 #include <fmt/core.h>
 #include <fmt/format.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +28,7 @@
 #include "openshell/runtime/seccomp.hpp"
 #include "openshell/runtime/spawner.hpp"
 #include "openshell/runtime/supervisor.hpp"
+#include "openshell/sandbox/static_setup.hpp"
 
 extern char** environ;
 
@@ -56,130 +55,6 @@ struct RunFlags {
   std::optional<rt::EgressTarget> proxy;  // set by the callback for proxy:... networks
 };
 
-// Everything `run` reads from a policy: the static sections only (DESIGN.md "Policy").
-struct StaticPolicy {
-  bool present = false;
-  std::optional<policy::FilesystemPolicy> filesystem;
-  policy::LandlockCompatibility compatibility = policy::LandlockCompatibility::kBestEffort;
-  std::string run_as_user;
-  std::string run_as_group;
-};
-
-std::optional<StaticPolicy> load_static_policy(const std::string& file, core::Logger& log) {
-  StaticPolicy out;
-  if (file.empty()) return out;
-  const policy::LoadResult loaded = policy::load_policy_file(file);
-  for (const auto& d : loaded.diagnostics) {
-    std::string where = file;
-    if (d.location.line > 0) where += fmt::format(":{}:{}", d.location.line, d.location.column);
-    const std::string message = d.path.empty() ? d.message : d.path + ": " + d.message;
-    if (d.severity == policy::Severity::kError) {
-      log.error("{}: {}", where, message);
-    } else {
-      log.warn("{}: {}", where, message);
-    }
-  }
-  if (!loaded.ok()) return std::nullopt;
-  const policy::PolicyDocument& doc = *loaded.document;
-  out.present = true;
-  out.filesystem = doc.filesystem;
-  if (doc.landlock) out.compatibility = doc.landlock->compatibility;
-  if (doc.process) {
-    out.run_as_user = doc.process->run_as_user;
-    out.run_as_group = doc.process->run_as_group;
-  }
-  if (!doc.network_policies.empty()) {
-    log.info(
-        "{}: network_policies are the proxy's to enforce; `run` uses only filesystem_policy, "
-        "landlock and process",
-        file);
-  }
-  return out;
-}
-
-// runtime-spec §2.2/§2.4: the policy's lists (or the restrictive default without a policy),
-// the baseline, the workdir when include_workdir says so, and what the runtime hands the child.
-rt::FilesystemRules filesystem_rules(const StaticPolicy& policy, const std::string& workdir,
-                                     const std::string& ca_bundle,
-                                     const std::vector<std::string>& devices) {
-  rt::FilesystemRules rules;
-  bool include_workdir = true;  // the default when no filesystem_policy says otherwise
-  if (!policy.present) {
-    rules = rt::restrictive_default_rules();
-  } else {
-    if (policy.filesystem) {
-      rules.read_only = policy.filesystem->read_only;
-      rules.read_write = policy.filesystem->read_write;
-      include_workdir = policy.filesystem->include_workdir;
-    }
-    rules.compatibility = policy.compatibility == policy::LandlockCompatibility::kHardRequirement
-                              ? rt::LandlockCompatibility::kHardRequirement
-                              : rt::LandlockCompatibility::kBestEffort;
-    rt::add_baseline_paths(rules);
-  }
-  if (include_workdir && !workdir.empty() && workdir != "/") {
-    rt::add_path_once(rules, rules.read_write, workdir);
-  }
-  if (!ca_bundle.empty()) rt::add_path_once(rules, rules.read_only, ca_bundle);
-  rules.devices = devices;
-  return rules;
-}
-
-std::string canonical_or_empty(const std::string& path) {
-  std::error_code error;
-  const auto canonical = std::filesystem::canonical(path, error);
-  return error ? std::string() : canonical.string();
-}
-
-// Under a directory the mount namespace replaces, a file is not what the child would see.
-std::optional<std::string> hidden_by_mounts(const std::string& path) {
-  std::vector<std::string> dirs = rt::default_private_dirs();
-  for (std::string& dir : rt::default_masked_dirs())
-    dirs.push_back(std::move(dir));
-  for (const std::string& dir : dirs) {
-    if (path.starts_with(dir + "/")) return dir;
-  }
-  return std::nullopt;
-}
-
-// The identity the child runs as, and the warning when rootless cannot honour what was asked.
-Result<rt::Credentials> sandbox_credentials(const RunFlags& flags, const StaticPolicy& policy,
-                                            bool rootless, const core::Logger& log) {
-  const std::string user = !flags.user.empty() ? flags.user : policy.run_as_user;
-  const std::string group = !flags.group.empty() ? flags.group : policy.run_as_group;
-  if (!rootless) return rt::resolve_credentials(user, group);
-  rt::Credentials self = rt::current_credentials();
-  const auto names_self = [&](const std::string& who, uint32_t id, const std::string& name) {
-    return who.empty() || who == std::to_string(id) || who == name;
-  };
-  if (!names_self(user, self.uid, self.user) || !names_self(group, self.gid, std::string())) {
-    log.warn(
-        "rootless: the sandbox runs as uid {} gid {} (the caller, the only ids its user "
-        "namespace maps); run_as_user/run_as_group ({}:{}) cannot be honoured without root",
-        self.uid, self.gid, user.empty() ? "-" : user, group.empty() ? "-" : group);
-  }
-  return self;
-}
-
-std::string home_for(const rt::Credentials& credentials, const std::string& workdir) {
-  struct stat info {};
-  if (!credentials.home.empty() && ::stat(credentials.home.c_str(), &info) == 0 &&
-      S_ISDIR(info.st_mode)) {
-    return credentials.home;
-  }
-  return workdir.empty() ? "/tmp" : workdir;
-}
-
-std::string shell_for(const rt::Credentials& credentials) {
-  for (const std::string& shell : {credentials.shell, std::string("/bin/bash")}) {
-    if (!shell.empty() && shell.find("nologin") == std::string::npos &&
-        ::access(shell.c_str(), X_OK) == 0) {
-      return shell;
-    }
-  }
-  return "/bin/sh";
-}
-
 int run_sandbox(RunFlags& flags) {
   auto installed = flags.log.install();
   if (!installed.ok()) {
@@ -193,13 +68,28 @@ int run_sandbox(RunFlags& flags) {
         "its connections");
   }
 
-  const auto policy = load_static_policy(flags.policy_file, log);
+  std::string policy_text;
+  if (!flags.policy_file.empty()) {
+    auto text = sandbox::read_policy_text(flags.policy_file);
+    if (!text) {
+      log.error("{}: cannot read the policy file", flags.policy_file);
+      return rt::kExitSetupFailed;
+    }
+    policy_text = std::move(*text);
+  }
+  const auto policy = sandbox::load_static_policy(flags.policy_file, policy_text, log);
+  if (policy && policy->has_network_policies) {
+    log.info(
+        "{}: network_policies are the proxy's to enforce; `run` uses only filesystem_policy, "
+        "landlock and process",
+        flags.policy_file);
+  }
   if (!policy) {
     log.error("{}: policy not loaded; nothing was run", flags.policy_file);
     return rt::kExitSetupFailed;
   }
   const bool rootless = ::geteuid() != 0;
-  auto credentials = sandbox_credentials(flags, *policy, rootless, log);
+  auto credentials = sandbox::sandbox_credentials(flags.user, flags.group, *policy, rootless, log);
   if (!credentials.ok()) {
     log.error("{}", credentials.error().message);
     return rt::kExitSetupFailed;
@@ -207,32 +97,19 @@ int run_sandbox(RunFlags& flags) {
 
   // The workdir: --workdir (it then joins read_write when include_workdir says so), else the
   // caller's own directory, kept as the child's cwd but granted nothing.
-  std::string workdir;
-  if (!flags.workdir.empty()) {
-    workdir = canonical_or_empty(flags.workdir);
-    struct stat info {};
-    if (workdir.empty() || ::stat(workdir.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-      log.error("--workdir {}: not an existing directory", flags.workdir);
-      return rt::kExitSetupFailed;
-    }
-  }
-  const std::string cwd = workdir.empty() ? std::filesystem::current_path().string() : workdir;
-  if (auto dir = hidden_by_mounts(cwd)) {
-    log.error(
-        "working directory {}: the sandbox gets its own {}, so it would not be there; "
-        "use --workdir elsewhere",
-        cwd, *dir);
-    return rt::kExitSetupFailed;
-  }
+  const auto dirs = sandbox::working_directory(flags.workdir, log);
+  if (!dirs) return rt::kExitSetupFailed;
+  const std::string& workdir = dirs->workdir;
+  const std::string& cwd = dirs->cwd;
 
   std::string ca_bundle;
   if (!flags.ca_bundle.empty()) {
-    ca_bundle = canonical_or_empty(flags.ca_bundle);
+    ca_bundle = sandbox::canonical_or_empty(flags.ca_bundle);
     if (ca_bundle.empty()) {
       log.error("--ca-bundle {}: no such file", flags.ca_bundle);
       return rt::kExitSetupFailed;
     }
-    if (auto dir = hidden_by_mounts(ca_bundle)) {
+    if (auto dir = sandbox::hidden_by_mounts(ca_bundle)) {
       log.error(
           "--ca-bundle {}: the sandbox gets its own {}, so the file would not be there; "
           "put the bundle elsewhere (e.g. under /etc or /usr/local/share)",
@@ -258,7 +135,7 @@ int run_sandbox(RunFlags& flags) {
   }
 
   // Security layers, prepared while we are still privileged and single-threaded.
-  const rt::FilesystemRules rules = filesystem_rules(*policy, workdir, ca_bundle, devices);
+  const rt::FilesystemRules rules = sandbox::filesystem_rules(*policy, workdir, ca_bundle, devices);
   auto landlock = rt::prepare_landlock(rules, log);
   if (!landlock.ok()) {
     log.error("{}", landlock.error().message);
@@ -288,8 +165,8 @@ int run_sandbox(RunFlags& flags) {
     env_options.inherited.emplace_back(*entry);
   env_options.extra = flags.env;
   env_options.user = credentials->user;
-  env_options.home = home_for(*credentials, workdir);
-  env_options.shell = shell_for(*credentials);
+  env_options.home = sandbox::home_for(*credentials, workdir);
+  env_options.shell = sandbox::shell_for(*credentials);
   env_options.tty = tty;
   env_options.proxy = flags.proxy.has_value();
   env_options.ca_bundle = ca_bundle;

@@ -1,7 +1,10 @@
 // One client connection: read the request head within the head timeout, then hand the
 // connection to the CONNECT or forward handler.
 #include <algorithm>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
+#include <memory>
 #include <span>
 
 #include "context.hpp"
@@ -9,6 +12,7 @@
 #include "openshell/core/events.hpp"
 #include "openshell/core/proxy_protocol.hpp"
 #include "openshell/proxy/http_response.hpp"
+#include "openshell/proxy/identity_source.hpp"
 
 namespace openshell::proxy::detail {
 
@@ -113,6 +117,56 @@ asio::awaitable<bool> read_identity_header(ProxyContext& context, ConnectionInfo
   }
 }
 
+// Asks the in-process identity source (sandbox mode) who owns the connection, without blocking
+// this I/O thread: the source answers from its own threads, the answer is posted back here and
+// wakes the timer. A failure or a timeout leaves info.identity_failure set, so every decision on
+// the connection denies with that reason.
+asio::awaitable<void> identify_peer(ProxyContext& context, ConnectionInfo& info,
+                                    const asio::ip::tcp::socket& client,
+                                    const asio::ip::tcp::endpoint& peer) {
+  struct Pending {
+    explicit Pending(const asio::any_io_executor& executor) : timer(executor) {}
+    asio::steady_timer timer;
+    std::optional<Result<SourceIdentity>> result;
+  };
+  std::error_code error;
+  const asio::ip::tcp::endpoint local = client.local_endpoint(error);
+  if (error) {
+    info.identity_failure = "process identity unavailable: " + error.message();
+    co_return;
+  }
+  const asio::any_io_executor executor = co_await asio::this_coro::executor;
+  auto pending = std::make_shared<Pending>(executor);
+  pending->timer.expires_after(kIdentifyTimeout);
+  context.options.identity_source->identify(
+      peer, local, [pending, executor](Result<SourceIdentity> result) mutable {
+        asio::post(executor, [pending, result = std::move(result)]() mutable {
+          pending->result.emplace(std::move(result));
+          pending->timer.cancel();
+        });
+      });
+  co_await pending->timer.async_wait(kAsTuple);
+  if (!pending->result) {
+    info.identity_failure = "process identity unavailable: lookup timed out after " +
+                            std::to_string(kIdentifyTimeout.count()) + " ms";
+  } else if (!pending->result->ok()) {
+    info.identity_failure = "process identity unavailable: " + pending->result->error().message;
+  } else {
+    SourceIdentity& found = pending->result->value();
+    PeerIdentity identity;
+    identity.pid = found.pid;
+    identity.exe = std::move(found.exe);
+    identity.exe_sha256 = std::move(found.exe_sha256);
+    identity.ancestors = std::move(found.ancestors);
+    identity.cmdline_paths = std::move(found.cmdline_paths);
+    info.identity = std::move(identity);
+  }
+  if (!info.identity_failure.empty()) {
+    context.log.warn("connection from {}:{} not identified: {}", info.peer_ip, info.peer_port,
+                     info.identity_failure);
+  }
+}
+
 }  // namespace
 
 asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client,
@@ -123,6 +177,9 @@ asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::soc
   info.peer_ip = peer.address().to_string();
   info.peer_port = peer.port();
   client.set_option(asio::ip::tcp::no_delay(true), ignored);
+
+  // First, while the client's socket surely still exists in its namespace's procfs.
+  if (context.options.identity_source) co_await identify_peer(context, info, client, peer);
 
   TcpStream stream(client);
   StreamReader reader(stream);
@@ -160,6 +217,12 @@ policy::ConnectDecision decide_connection(const ProxyContext& context, const Con
                                           std::string_view host, uint16_t port) {
   const EngineInput input(info, host, port);
   policy::ConnectDecision decision = policy.decide_connect(input.get());
+  if (!info.identity_failure.empty()) {
+    decision.action = policy::Action::kDeny;
+    decision.matched_policy = {};
+    decision.reason = info.identity_failure;
+    return decision;
+  }
   if (decision.action == policy::Action::kAllow && !info.identity &&
       context.options.require_identity) {
     decision.action = policy::Action::kDeny;

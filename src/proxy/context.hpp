@@ -55,6 +55,8 @@ struct ConnectionInfo {
   uint16_t peer_port = 0;
   std::string peer_ip;
   std::optional<PeerIdentity> identity;  // none: `binaries` are not evaluated
+  // Why the identity source could not name the process; non-empty: every decision denies.
+  std::string identity_failure;
 };
 
 // Where a connection to host:port ended up, or why it did not.

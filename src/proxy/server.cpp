@@ -2,6 +2,9 @@
 // threads, a connection cap answered with 503, denial summaries every window, graceful drain.
 #include "openshell/proxy/server.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
@@ -10,7 +13,9 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <thread>
 
 #include "context.hpp"
@@ -222,6 +227,26 @@ Result<void> ProxyServer::bind() {
     }
     state_->acceptors.push_back(std::move(acceptor));
   }
+  return {};
+}
+
+Result<void> ProxyServer::adopt_listener(int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    return make_error(Errc::kSyscall, std::string("getsockname: ") + std::strerror(saved));
+  }
+  const tcp protocol = address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
+  auto acceptor = std::make_unique<tcp::acceptor>(state_->io);
+  std::error_code error;
+  acceptor->assign(protocol, fd, error);
+  if (error) {
+    ::close(fd);
+    return make_error(Errc::kSyscall, "cannot adopt listener: " + error.message());
+  }
+  state_->acceptors.push_back(std::move(acceptor));
   return {};
 }
 

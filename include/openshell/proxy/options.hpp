@@ -4,10 +4,13 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace openshell::proxy {
+
+class IdentitySource;
 
 // Spec §8 has no connection cap (a documented gap); 10,000 keeps one proxy within default fd
 // limits and memory (≤ 40 KiB per idle tunnel ⇒ ≈ 400 MiB worst case).
@@ -43,6 +46,9 @@ struct ProxyOptions {
   // PROXY v2 header whose HMAC is keyed by this secret, and carries the caller's identity. Empty:
   // no header is expected, and a connection that sends one is refused.
   std::string identity_key;
+  // Sandbox mode: every connection's process is looked up here before its request is read; a
+  // connection that cannot be identified is refused. Null: no in-process identity source.
+  std::shared_ptr<IdentitySource> identity_source;
 };
 
 }  // namespace openshell::proxy

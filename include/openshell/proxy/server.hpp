@@ -31,6 +31,9 @@ class ProxyServer {
 
   // Binds every --listen address; the error names the address that failed.
   Result<void> bind();
+  // Accepts on an already listening TCP socket as well (sandbox mode: the listener the runtime
+  // created inside the child's network namespace). Takes ownership of `fd`, even on error.
+  Result<void> adopt_listener(int fd);
   // "ip:port" of each listener as bound (port 0 resolved to the kernel's choice).
   std::vector<std::string> bound_addresses() const;
   // Starts the worker threads and accept loops.

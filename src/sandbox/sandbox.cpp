@@ -1,0 +1,328 @@
+// `openshell sandbox`: spawner first (before any thread), then the proxy in this process with
+// the interception CA written where the child can read it, the sandbox with its in-namespace
+// listener adopted by the proxy, the runtime's identity lookup as the proxy's identity source,
+// the policy's network sections pushed through LocalProxyControl, and the child supervised.
+#include "openshell/sandbox/sandbox.hpp"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "openshell/control/endpoint.hpp"
+#include "openshell/control/server.hpp"
+#include "openshell/core/events.hpp"
+#include "openshell/policy/loader.hpp"
+#include "openshell/proxy/control.hpp"
+#include "openshell/proxy/server.hpp"
+#include "openshell/proxy/tls_interception.hpp"
+#include "openshell/runtime/child_env.hpp"
+#include "openshell/runtime/pty.hpp"
+#include "openshell/runtime/sandbox_defaults.hpp"
+#include "openshell/runtime/spawner.hpp"
+#include "openshell/runtime/supervisor.hpp"
+#include "openshell/sandbox/static_setup.hpp"
+#include "process_identity.hpp"
+
+extern char** environ;
+
+namespace openshell::sandbox {
+
+namespace {
+
+namespace rt = openshell::runtime;
+
+// The CA and bundle live outside /tmp and /run, which the child's mount namespace replaces.
+constexpr const char* kTrustDirTemplate = "/var/tmp/openshell-sandbox-XXXXXX";
+// The child has ended when the proxy stops: nothing is left worth draining.
+constexpr std::chrono::milliseconds kProxyStopGrace{0};
+// A private directory holding the trust files handed to the child; removed with its content.
+class TrustDir {
+ public:
+  static Result<TrustDir> create() {
+    std::string path = kTrustDirTemplate;
+    if (::mkdtemp(path.data()) == nullptr) {
+      return make_error(Errc::kSyscall, std::string("mkdtemp /var/tmp: ") + std::strerror(errno));
+    }
+    TrustDir dir(path);
+    // Traversable by the sandbox's user whatever its uid; it lists nothing secret (no CA key).
+    if (::chmod(path.c_str(), 0755) != 0) {
+      return make_error(Errc::kSyscall, "chmod " + path + ": " + std::strerror(errno));
+    }
+    return dir;
+  }
+  TrustDir(TrustDir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
+  TrustDir& operator=(TrustDir&&) = delete;
+  TrustDir(const TrustDir&) = delete;
+  TrustDir& operator=(const TrustDir&) = delete;
+  ~TrustDir() {
+    if (path_.empty()) return;
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string file(const char* name) const { return path_ + "/" + name; }
+
+ private:
+  explicit TrustDir(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+std::unique_ptr<control::ControlServer> start_control(const std::string& endpoint,
+                                                      proxy::ProxyControl& control,
+                                                      core::Logger& log) {
+  auto parsed = control::parse_endpoint(endpoint);
+  if (!parsed.ok()) {
+    log.error("--control {}: {}", endpoint, parsed.error().message);
+    return nullptr;
+  }
+  control::ServerOptions options;
+  options.endpoint = *parsed;
+  auto started = control::ControlServer::start(std::move(options), control);
+  if (!started.ok()) {
+    log.error("control endpoint {}: {}", endpoint, started.error().message);
+    return nullptr;
+  }
+  const std::string bound = (*started)->endpoint().to_string();
+  log.emit(core::events::app_lifecycle(core::AppActivity::kStart, "control listening on " + bound)
+               .with_field("control", bound));
+  return std::move(*started);
+}
+
+}  // namespace
+
+int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logger) {
+  core::Logger& log = *logger;
+
+  // 1. The policy: static sections for the runtime, the whole text for the proxy's first push.
+  std::string policy_text;
+  if (!options.policy_file.empty()) {
+    auto text = read_policy_text(options.policy_file);
+    if (!text) {
+      log.error("{}: cannot read the policy file", options.policy_file);
+      return rt::kExitSetupFailed;
+    }
+    policy_text = std::move(*text);
+  }
+  const auto policy = load_static_policy(options.policy_file, policy_text, log);
+  if (!policy) {
+    log.error("{}: policy not loaded; nothing was run", options.policy_file);
+    return rt::kExitSetupFailed;
+  }
+  const bool rootless = ::geteuid() != 0;
+  auto credentials = sandbox_credentials(options.user, options.group, *policy, rootless, log);
+  if (!credentials.ok()) {
+    log.error("{}", credentials.error().message);
+    return rt::kExitSetupFailed;
+  }
+  auto dirs = working_directory(options.workdir, log);
+  if (!dirs) return rt::kExitSetupFailed;
+
+  // 2. Where the trust files will be: Landlock must know the path before the spawner forks.
+  auto trust = TrustDir::create();
+  if (!trust.ok()) {
+    log.error("{}", trust.error().message);
+    return rt::kExitSetupFailed;
+  }
+  const std::string ca_path = trust->file("ca.pem");
+  const std::string bundle_path = trust->file("ca-bundle.pem");
+  if (auto written = proxy::tls::write_pem_file(bundle_path, ""); !written.ok()) {
+    log.error("{}", written.error().message);
+    return rt::kExitSetupFailed;
+  }
+
+  const bool tty = options.tty || (!options.no_tty && ::isatty(0) == 1 && ::isatty(1) == 1);
+  std::optional<rt::Pty> pty;
+  std::vector<std::string> devices;
+  if (tty) {
+    auto opened = rt::open_pty();
+    if (!opened.ok()) {
+      log.error("PTY: {}", opened.error().message);
+      return rt::kExitSetupFailed;
+    }
+    pty = std::move(*opened);
+    rt::copy_window_size(::isatty(0) == 1 ? 0 : 1, pty->master.get());
+    devices = {pty->slave_path};
+    if (::access("/dev/tty", F_OK) == 0) devices.emplace_back("/dev/tty");
+  }
+
+  // 3. Security layers and the spawner, while this process is single-threaded.
+  const rt::FilesystemRules rules = filesystem_rules(*policy, dirs->workdir, bundle_path, devices);
+  auto landlock = rt::prepare_landlock(rules, log);
+  if (!landlock.ok()) {
+    log.error("{}", landlock.error().message);
+    return rt::kExitSetupFailed;
+  }
+  auto seccomp = rt::build_seccomp(rt::SeccompOptions{});
+  if (!seccomp.ok()) {
+    log.error("{}", seccomp.error().message);
+    return rt::kExitSetupFailed;
+  }
+  rt::SpawnerConfig config;
+  if (landlock->active()) config.landlock = rules;
+  config.seccomp = std::move(*seccomp);
+  auto spawner = rt::Spawner::start(config);
+  if (!spawner.ok()) {
+    log.error("spawner: {}", spawner.error().message);
+    return rt::kExitSetupFailed;
+  }
+  // Before the first thread: every thread inherits the mask, the supervisor reads the signals.
+  auto signals = rt::LifecycleSignals::block();
+  if (!signals.ok()) {
+    log.error("signals: {}", signals.error().message);
+    return rt::kExitSetupFailed;
+  }
+
+  // 4. The interception CA (threads from here on) and the files the child trusts.
+  proxy::tls::InterceptionOptions tls_options;
+  tls_options.upstream_ca_paths = options.upstream_ca_paths;
+  auto interception = proxy::tls::Interception::create(tls_options);
+  if (!interception.ok()) {
+    log.error("{}", interception.error().message);
+    return rt::kExitSetupFailed;
+  }
+  const std::string& ca_pem = (*interception)->ca().cert_pem();
+  for (const auto& [path, pem] : {std::pair{ca_path, ca_pem},
+                                  std::pair{bundle_path, proxy::tls::combined_ca_bundle(ca_pem)}}) {
+    if (auto written = proxy::tls::write_pem_file(path, pem); !written.ok()) {
+      log.error("{}", written.error().message);
+      return rt::kExitSetupFailed;
+    }
+  }
+
+  // 5. The sandbox, with its proxy listener inside its own network namespace.
+  rt::ChildEnvOptions env_options;
+  for (char** entry = environ; *entry != nullptr; ++entry)
+    env_options.inherited.emplace_back(*entry);
+  env_options.extra = options.env;
+  env_options.user = credentials->user;
+  env_options.home = home_for(*credentials, dirs->workdir);
+  env_options.shell = shell_for(*credentials);
+  env_options.tty = tty;
+  env_options.proxy = true;
+  env_options.ca_bundle = bundle_path;
+
+  rt::SandboxSpec spec;
+  spec.env = rt::build_child_env(env_options);
+  std::string child_path(rt::kDefaultPath);
+  for (const std::string& entry : spec.env) {
+    if (entry.starts_with("PATH=")) child_path = entry.substr(5);
+  }
+  auto program = rt::resolve_program(options.command.front(), child_path, dirs->cwd);
+  if (!program.ok()) {
+    log.error("{}", program.error().message);
+    return rt::kExitNotFound;
+  }
+  spec.program = *program;
+  spec.argv = options.command;
+  spec.workdir = dirs->cwd;
+  spec.uid = credentials->uid;
+  spec.gid = credentials->gid;
+  spec.groups = credentials->groups;
+  spec.user_namespace = rootless;
+  spec.network = rt::SandboxNetwork::kProxy;
+  spec.tty = tty;
+  spec.private_dirs = rt::default_private_dirs();
+  spec.masked_dirs = rt::default_masked_dirs();
+
+  rt::SandboxStdio stdio;
+  if (pty) stdio = {pty->slave.get(), pty->slave.get(), pty->slave.get()};
+  std::optional<rt::RawTerminal> raw;
+  if (pty && ::isatty(0) == 1) {
+    if (auto entered = rt::RawTerminal::enter(0); entered.ok()) raw.emplace(std::move(*entered));
+  }
+
+  // The policy is pushed and the proxy accepting before the child runs far: connections made
+  // meanwhile wait in the listener's backlog.
+  proxy::PolicyStore store;
+  auto sandbox = spawner->spawn(spec, stdio);
+  if (!sandbox.ok()) {
+    raw.reset();
+    for (const std::string& warning : sandbox.error().warnings)
+      log.warn("{}", warning);
+    log.error("sandbox not started: {}", sandbox.error().message);
+    return sandbox.error().exit_code;
+  }
+  for (const std::string& warning : sandbox->warnings())
+    log.warn("{}", warning);
+  if (pty) pty->slave.reset();
+  const auto abandon = [&](const std::string& message) {
+    raw.reset();
+    log.error("{}", message);
+    (void)sandbox->signal(SIGKILL);
+    return rt::kExitSetupFailed;
+  };
+
+  // 6. The proxy: adopts the listener, asks the runtime who is calling, intercepts every tunnel
+  //    not marked `tls: skip` (the child trusts our CA).
+  auto identities = std::make_shared<ProcessIdentitySource>(sandbox->pid());
+  proxy::ProxyOptions proxy_options;
+  proxy_options.listen.clear();
+  proxy_options.allow_loopback_upstream = options.allow_loopback_upstream;
+  proxy_options.intercept_all = true;
+  proxy_options.identity_source = identities;
+  if (options.allow_loopback_upstream) {
+    log.warn(
+        "--allow-loopback-upstream: the SSRF guard admits 127.0.0.0/8 and ::1 upstreams; any "
+        "local service the policy names is reachable from the sandbox. For local testing only.");
+  }
+  proxy::ProxyServer server(proxy_options, store, logger, interception->get());
+  if (auto adopted = server.adopt_listener(sandbox->take_listener().release()); !adopted.ok()) {
+    return abandon("proxy listener: " + adopted.error().message);
+  }
+
+  proxy::LocalControlOptions control_options;
+  control_options.refuse_static_changes = true;
+  control_options.startup_document = policy_text;
+  control_options.ca_pem = ca_pem;
+  proxy::LocalProxyControl control(store, &server, std::move(control_options));
+  if (!policy_text.empty()) {
+    proxy::PolicyPush push;
+    push.document = policy_text;
+    push.source_name = options.policy_file;
+    auto pushed = control.push_policy(push);
+    if (!pushed.ok()) return abandon("policy push: " + pushed.error().message);
+    if (!pushed->accepted) {
+      for (const auto& d : pushed->errors)
+        log.error("{}: {}: {}", options.policy_file, d.path, d.message);
+      return abandon(options.policy_file + ": network policy refused by the proxy");
+    }
+  } else {
+    log.info("no --policy given: the proxy is deny-all until `ctl push-policy` sends one");
+  }
+  server.start();
+
+  std::unique_ptr<control::ControlServer> control_server;
+  if (!options.control.empty()) {
+    control_server = start_control(options.control, control, log);
+    if (!control_server) {
+      server.shutdown(kProxyStopGrace);
+      return abandon("--control " + options.control + ": not started; sandbox stopped");
+    }
+  }
+
+  core::ProcessInfo launched;
+  launched.name = spec.program;
+  launched.pid = sandbox->pid();
+  launched.cmd_line = fmt::format("{}", fmt::join(spec.argv, " "));
+  log.emit(core::events::process_launch(launched));
+
+  // 7. Until the child's end; then control first (no push lands while the proxy stops).
+  rt::SuperviseOptions supervise_options;
+  supervise_options.timeout = options.timeout;
+  if (pty) supervise_options.pty_master = pty->master.get();
+  const int code = rt::supervise(*spawner, *sandbox, *signals, supervise_options, log);
+  raw.reset();
+  control.close();
+  if (control_server) control_server->shutdown();
+  server.shutdown(kProxyStopGrace);
+  identities->stop();
+  log.emit(core::events::process_exit(launched, code));
+  return code;
+}
+
+}  // namespace openshell::sandbox
