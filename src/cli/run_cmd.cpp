@@ -22,15 +22,11 @@
 #include "openshell/runtime/child_env.hpp"
 #include "openshell/runtime/credentials.hpp"
 #include "openshell/runtime/egress_relay.hpp"
-#include "openshell/runtime/landlock.hpp"
 #include "openshell/runtime/pty.hpp"
-#include "openshell/runtime/sandbox_defaults.hpp"
-#include "openshell/runtime/seccomp.hpp"
 #include "openshell/runtime/spawner.hpp"
 #include "openshell/runtime/supervisor.hpp"
+#include "openshell/sandbox/launch.hpp"
 #include "openshell/sandbox/static_setup.hpp"
-
-extern char** environ;
 
 namespace openshell::cli {
 namespace {
@@ -99,8 +95,6 @@ int run_sandbox(RunFlags& flags) {
   // caller's own directory, kept as the child's cwd but granted nothing.
   const auto dirs = sandbox::working_directory(flags.workdir, log);
   if (!dirs) return rt::kExitSetupFailed;
-  const std::string& workdir = dirs->workdir;
-  const std::string& cwd = dirs->cwd;
 
   std::string ca_bundle;
   if (!flags.ca_bundle.empty()) {
@@ -119,106 +113,33 @@ int run_sandbox(RunFlags& flags) {
   }
 
   const bool tty = flags.tty || (!flags.no_tty && ::isatty(0) == 1 && ::isatty(1) == 1);
-  std::optional<rt::Pty> pty;
-  std::vector<std::string> devices;
-  if (tty) {
-    auto opened = rt::open_pty();
-    if (!opened.ok()) {
-      log.error("PTY: {}", opened.error().message);
-      return rt::kExitSetupFailed;
-    }
-    pty = std::move(*opened);
-    rt::copy_window_size(::isatty(0) == 1 ? 0 : 1, pty->master.get());
-    devices = {pty->slave_path};
-    // Programs open /dev/tty for prompts; a missing one must not fail a hard_requirement.
-    if (::access("/dev/tty", F_OK) == 0) devices.emplace_back("/dev/tty");
-  }
+  auto isolation = sandbox::prepare_isolation(*policy, *dirs, ca_bundle, tty, log);
+  if (!isolation) return rt::kExitSetupFailed;
 
-  // Security layers, prepared while we are still privileged and single-threaded.
-  const rt::FilesystemRules rules = sandbox::filesystem_rules(*policy, workdir, ca_bundle, devices);
-  auto landlock = rt::prepare_landlock(rules, log);
-  if (!landlock.ok()) {
-    log.error("{}", landlock.error().message);
-    return rt::kExitSetupFailed;
-  }
-  auto seccomp = rt::build_seccomp(rt::SeccompOptions{});
-  if (!seccomp.ok()) {
-    log.error("{}", seccomp.error().message);
-    return rt::kExitSetupFailed;
-  }
-  rt::SpawnerConfig config;
-  if (landlock->active()) config.landlock = rules;  // each sandbox's init builds its own
-  config.seccomp = std::move(*seccomp);
-  auto spawner = rt::Spawner::start(config);
-  if (!spawner.ok()) {
-    log.error("spawner: {}", spawner.error().message);
-    return rt::kExitSetupFailed;
-  }
-  auto signals = rt::LifecycleSignals::block();
-  if (!signals.ok()) {
-    log.error("signals: {}", signals.error().message);
-    return rt::kExitSetupFailed;
-  }
-
-  rt::ChildEnvOptions env_options;
-  for (char** entry = environ; *entry != nullptr; ++entry)
-    env_options.inherited.emplace_back(*entry);
-  env_options.extra = flags.env;
-  env_options.user = credentials->user;
-  env_options.home = sandbox::home_for(*credentials, workdir);
-  env_options.shell = sandbox::shell_for(*credentials);
-  env_options.tty = tty;
-  env_options.proxy = flags.proxy.has_value();
-  env_options.ca_bundle = ca_bundle;
-
-  rt::SandboxSpec spec;
-  spec.env = rt::build_child_env(env_options);
-  std::string child_path(rt::kDefaultPath);
-  for (const std::string& entry : spec.env) {
-    if (entry.starts_with("PATH=")) child_path = entry.substr(5);
-  }
-  auto program = rt::resolve_program(flags.command.front(), child_path, cwd);
-  if (!program.ok()) {
-    log.error("{}", program.error().message);
+  sandbox::MainCommand command;
+  command.argv = flags.command;
+  command.env = flags.env;
+  command.network = flags.network == "host" ? rt::SandboxNetwork::kHost
+                    : flags.proxy           ? rt::SandboxNetwork::kProxy
+                                            : rt::SandboxNetwork::kNone;
+  command.ca_bundle = ca_bundle;
+  command.tty = tty;
+  command.rootless = rootless;
+  auto spec = sandbox::main_command_spec(command, *credentials, *dirs);
+  if (!spec.ok()) {
+    log.error("{}", spec.error().message);
     return rt::kExitNotFound;
   }
-  spec.program = *program;
-  spec.argv = flags.command;
-  spec.workdir = cwd;
-  spec.uid = credentials->uid;
-  spec.gid = credentials->gid;
-  spec.groups = credentials->groups;
-  spec.user_namespace = rootless;
-  spec.network = flags.network == "host" ? rt::SandboxNetwork::kHost
-                 : flags.proxy           ? rt::SandboxNetwork::kProxy
-                                         : rt::SandboxNetwork::kNone;
-  spec.tty = tty;
-  spec.private_dirs = rt::default_private_dirs();
-  spec.masked_dirs = rt::default_masked_dirs();
-
-  rt::SandboxStdio stdio;
-  if (pty) stdio = {pty->slave.get(), pty->slave.get(), pty->slave.get()};
-  std::optional<rt::RawTerminal> raw;
-  if (pty && ::isatty(0) == 1) {
-    if (auto entered = rt::RawTerminal::enter(0); entered.ok()) raw.emplace(std::move(*entered));
-  }
-
-  auto sandbox = spawner->spawn(spec, stdio);
-  if (!sandbox.ok()) {
-    raw.reset();
-    for (const std::string& warning : sandbox.error().warnings)
-      log.warn("{}", warning);
-    log.error("sandbox not started: {}", sandbox.error().message);
-    return sandbox.error().exit_code;
-  }
-  for (const std::string& warning : sandbox->warnings())
-    log.warn("{}", warning);
+  auto launched_sandbox = sandbox::start_main_command(*isolation, *spec, log);
+  if (const int* failed = std::get_if<int>(&launched_sandbox)) return *failed;
+  auto& [sandbox, raw] = std::get<sandbox::Started>(launched_sandbox);
+  std::optional<rt::Pty>& pty = isolation->pty;
   if (pty) pty->slave.reset();  // the master sees the hang-up once the sandbox is gone
 
   core::ProcessInfo launched;
-  launched.name = spec.program;
-  launched.pid = sandbox->pid();
-  launched.cmd_line = fmt::format("{}", fmt::join(spec.argv, " "));
+  launched.name = spec->program;
+  launched.pid = sandbox.pid();
+  launched.cmd_line = fmt::format("{}", fmt::join(spec->argv, " "));
   log.emit(core::events::process_launch(launched));
 
   std::unique_ptr<rt::EgressRelay> relay;
@@ -231,28 +152,29 @@ int run_sandbox(RunFlags& flags) {
       if (!key.ok()) {
         raw.reset();
         log.error("{}", key.error().message);
-        (void)sandbox->signal(SIGKILL);
+        (void)sandbox.signal(SIGKILL);
         return rt::kExitSetupFailed;
       }
       relay_options.identity_key.assign(key->begin(), key->end());
     }
-    relay_options.netns_pid = sandbox->pid();
-    relay_options.root_pid = sandbox->pid();
-    auto started =
-        rt::EgressRelay::start(sandbox->take_listener().release(), std::move(relay_options), log);
-    if (!started.ok()) {
+    relay_options.netns_pid = sandbox.pid();
+    relay_options.root_pid = sandbox.pid();
+    auto relay_started =
+        rt::EgressRelay::start(sandbox.take_listener().release(), std::move(relay_options), log);
+    if (!relay_started.ok()) {
       raw.reset();
-      log.error("egress relay: {}", started.error().message);
-      (void)sandbox->signal(SIGKILL);
+      log.error("egress relay: {}", relay_started.error().message);
+      (void)sandbox.signal(SIGKILL);
       return rt::kExitSetupFailed;
     }
-    relay = std::move(*started);
+    relay = std::move(*relay_started);
   }
 
   rt::SuperviseOptions supervise_options;
   supervise_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout * 1000));
   if (pty) supervise_options.pty_master = pty->master.get();
-  const int code = rt::supervise(*spawner, *sandbox, *signals, supervise_options, log);
+  const int code =
+      rt::supervise(isolation->spawner, sandbox, isolation->signals, supervise_options, log);
   raw.reset();
   if (relay) relay->stop();
   log.emit(core::events::process_exit(launched, code));

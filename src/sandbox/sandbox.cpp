@@ -21,15 +21,12 @@
 #include "openshell/proxy/control.hpp"
 #include "openshell/proxy/server.hpp"
 #include "openshell/proxy/tls_interception.hpp"
-#include "openshell/runtime/child_env.hpp"
 #include "openshell/runtime/pty.hpp"
-#include "openshell/runtime/sandbox_defaults.hpp"
 #include "openshell/runtime/spawner.hpp"
 #include "openshell/runtime/supervisor.hpp"
+#include "openshell/sandbox/launch.hpp"
 #include "openshell/sandbox/static_setup.hpp"
 #include "process_identity.hpp"
-
-extern char** environ;
 
 namespace openshell::sandbox {
 
@@ -136,46 +133,9 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   }
 
   const bool tty = options.tty || (!options.no_tty && ::isatty(0) == 1 && ::isatty(1) == 1);
-  std::optional<rt::Pty> pty;
-  std::vector<std::string> devices;
-  if (tty) {
-    auto opened = rt::open_pty();
-    if (!opened.ok()) {
-      log.error("PTY: {}", opened.error().message);
-      return rt::kExitSetupFailed;
-    }
-    pty = std::move(*opened);
-    rt::copy_window_size(::isatty(0) == 1 ? 0 : 1, pty->master.get());
-    devices = {pty->slave_path};
-    if (::access("/dev/tty", F_OK) == 0) devices.emplace_back("/dev/tty");
-  }
-
   // 3. Security layers and the spawner, while this process is single-threaded.
-  const rt::FilesystemRules rules = filesystem_rules(*policy, dirs->workdir, bundle_path, devices);
-  auto landlock = rt::prepare_landlock(rules, log);
-  if (!landlock.ok()) {
-    log.error("{}", landlock.error().message);
-    return rt::kExitSetupFailed;
-  }
-  auto seccomp = rt::build_seccomp(rt::SeccompOptions{});
-  if (!seccomp.ok()) {
-    log.error("{}", seccomp.error().message);
-    return rt::kExitSetupFailed;
-  }
-  rt::SpawnerConfig config;
-  if (landlock->active()) config.landlock = rules;
-  config.seccomp = std::move(*seccomp);
-  auto spawner = rt::Spawner::start(config);
-  if (!spawner.ok()) {
-    log.error("spawner: {}", spawner.error().message);
-    return rt::kExitSetupFailed;
-  }
-  // Before the first thread: every thread inherits the mask, the supervisor reads the signals.
-  auto signals = rt::LifecycleSignals::block();
-  if (!signals.ok()) {
-    log.error("signals: {}", signals.error().message);
-    return rt::kExitSetupFailed;
-  }
+  auto isolation = prepare_isolation(*policy, *dirs, bundle_path, tty, log);
+  if (!isolation) return rt::kExitSetupFailed;
 
   // 4. The interception CA (threads from here on) and the files the child trusts.
   proxy::tls::InterceptionOptions tls_options;
@@ -195,71 +155,37 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   }
 
   // 5. The sandbox, with its proxy listener inside its own network namespace.
-  rt::ChildEnvOptions env_options;
-  for (char** entry = environ; *entry != nullptr; ++entry)
-    env_options.inherited.emplace_back(*entry);
-  env_options.extra = options.env;
-  env_options.user = credentials->user;
-  env_options.home = home_for(*credentials, dirs->workdir);
-  env_options.shell = shell_for(*credentials);
-  env_options.tty = tty;
-  env_options.proxy = true;
-  env_options.ca_bundle = bundle_path;
-
-  rt::SandboxSpec spec;
-  spec.env = rt::build_child_env(env_options);
-  std::string child_path(rt::kDefaultPath);
-  for (const std::string& entry : spec.env) {
-    if (entry.starts_with("PATH=")) child_path = entry.substr(5);
-  }
-  auto program = rt::resolve_program(options.command.front(), child_path, dirs->cwd);
-  if (!program.ok()) {
-    log.error("{}", program.error().message);
+  MainCommand command;
+  command.argv = options.command;
+  command.env = options.env;
+  command.network = rt::SandboxNetwork::kProxy;
+  command.ca_bundle = bundle_path;
+  command.tty = tty;
+  command.rootless = rootless;
+  auto spec = main_command_spec(command, *credentials, *dirs);
+  if (!spec.ok()) {
+    log.error("{}", spec.error().message);
     return rt::kExitNotFound;
-  }
-  spec.program = *program;
-  spec.argv = options.command;
-  spec.workdir = dirs->cwd;
-  spec.uid = credentials->uid;
-  spec.gid = credentials->gid;
-  spec.groups = credentials->groups;
-  spec.user_namespace = rootless;
-  spec.network = rt::SandboxNetwork::kProxy;
-  spec.tty = tty;
-  spec.private_dirs = rt::default_private_dirs();
-  spec.masked_dirs = rt::default_masked_dirs();
-
-  rt::SandboxStdio stdio;
-  if (pty) stdio = {pty->slave.get(), pty->slave.get(), pty->slave.get()};
-  std::optional<rt::RawTerminal> raw;
-  if (pty && ::isatty(0) == 1) {
-    if (auto entered = rt::RawTerminal::enter(0); entered.ok()) raw.emplace(std::move(*entered));
   }
 
   // The policy is pushed and the proxy accepting before the child runs far: connections made
   // meanwhile wait in the listener's backlog.
   proxy::PolicyStore store;
-  auto sandbox = spawner->spawn(spec, stdio);
-  if (!sandbox.ok()) {
-    raw.reset();
-    for (const std::string& warning : sandbox.error().warnings)
-      log.warn("{}", warning);
-    log.error("sandbox not started: {}", sandbox.error().message);
-    return sandbox.error().exit_code;
-  }
-  for (const std::string& warning : sandbox->warnings())
-    log.warn("{}", warning);
+  auto launched_sandbox = start_main_command(*isolation, *spec, log);
+  if (const int* failed = std::get_if<int>(&launched_sandbox)) return *failed;
+  auto& [child, raw] = std::get<Started>(launched_sandbox);
+  std::optional<rt::Pty>& pty = isolation->pty;
   if (pty) pty->slave.reset();
   const auto abandon = [&](const std::string& message) {
     raw.reset();
     log.error("{}", message);
-    (void)sandbox->signal(SIGKILL);
+    (void)child.signal(SIGKILL);
     return rt::kExitSetupFailed;
   };
 
   // 6. The proxy: adopts the listener, asks the runtime who is calling, intercepts every tunnel
   //    not marked `tls: skip` (the child trusts our CA).
-  auto identities = std::make_shared<ProcessIdentitySource>(sandbox->pid());
+  auto identities = std::make_shared<ProcessIdentitySource>(child.pid());
   proxy::ProxyOptions proxy_options;
   proxy_options.listen.clear();
   proxy_options.allow_loopback_upstream = options.allow_loopback_upstream;
@@ -271,7 +197,7 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
         "local service the policy names is reachable from the sandbox. For local testing only.");
   }
   proxy::ProxyServer server(proxy_options, store, logger, interception->get());
-  if (auto adopted = server.adopt_listener(sandbox->take_listener().release()); !adopted.ok()) {
+  if (auto adopted = server.adopt_listener(child.take_listener().release()); !adopted.ok()) {
     return abandon("proxy listener: " + adopted.error().message);
   }
 
@@ -306,16 +232,17 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   }
 
   core::ProcessInfo launched;
-  launched.name = spec.program;
-  launched.pid = sandbox->pid();
-  launched.cmd_line = fmt::format("{}", fmt::join(spec.argv, " "));
+  launched.name = spec->program;
+  launched.pid = child.pid();
+  launched.cmd_line = fmt::format("{}", fmt::join(spec->argv, " "));
   log.emit(core::events::process_launch(launched));
 
   // 7. Until the child's end; then control first (no push lands while the proxy stops).
   rt::SuperviseOptions supervise_options;
   supervise_options.timeout = options.timeout;
   if (pty) supervise_options.pty_master = pty->master.get();
-  const int code = rt::supervise(*spawner, *sandbox, *signals, supervise_options, log);
+  const int code =
+      rt::supervise(isolation->spawner, child, isolation->signals, supervise_options, log);
   raw.reset();
   control.close();
   if (control_server) control_server->shutdown();
