@@ -149,8 +149,7 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
   const uint16_t port = target->port;
 
   const auto policy = context.store.current();
-  const policy::ConnectDecision decision =
-      decide_connection(context, info, *policy, host, port);
+  const policy::ConnectDecision decision = decide_connection(context, info, *policy, host, port);
   if (decision.action != policy::Action::kAllow) {
     report_denial(context, info, events::network_open_denied(host, port, decision.reason),
                   DenialEvent{host, port, "-", decision.reason, "connect"});
