@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "../temp_dir.hpp"
+
 namespace {
 
 using openshell::proxy::tls::CertificateAuthority;
@@ -102,26 +104,6 @@ std::vector<unsigned char> bytes(const std::string& text) {
 bool has_eku(const mbedtls_x509_crt& crt, const char* oid, size_t size) {
   return mbedtls_x509_crt_check_extended_key_usage(&crt, oid, size) == 0;
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "openshell-tls-XXXXXX").string();
-    REQUIRE(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 std::string read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -456,7 +438,7 @@ TEST_CASE("tls ca: session tickets resume when the CA has a ticket context", "[t
 }
 
 TEST_CASE("tls ca: load() round trip and errors", "[tls_ca]") {
-  TempDir dir;
+  openshell::test::TempDir dir("openshell-tls");
   const CertificateAuthority& ca = shared_ca();
   // A CA whose key the test holds (CertificateAuthority never exports its key), built with
   // mbedTLS's writer, a mixed-type subject and basicConstraints pathlen 0.
@@ -598,7 +580,7 @@ TEST_CASE("tls ca: OpenSSL accepts the leaves and a CA it made", "[tls_ca][opens
     WARN("openssl not installed: skipped");
     return;
   }
-  TempDir dir;
+  openshell::test::TempDir dir("openshell-tls");
   const CertificateAuthority& ca = shared_ca();
   write(dir.file("ca.pem"), ca.cert_pem());
   const std::string verify_cmd =

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "../temp_dir.hpp"
 #include "loopback_sockets.hpp"
 #include "openshell/core/log.hpp"
 #include "openshell/core/proxy_protocol.hpp"
@@ -221,23 +222,6 @@ struct SandboxListener {
   asio::ip::tcp::endpoint endpoint;
 };
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "openshell-relay-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
 }  // namespace
 
 TEST_CASE("parse_network_proxy") {
@@ -332,7 +316,7 @@ TEST_CASE("egress relay over TCP: authenticated identity, echo and half-close") 
 
 TEST_CASE("egress relay to proxy:unix: without a key: identity, no HMAC") {
   CapturedLog log;
-  TempDir dir;
+  openshell::test::TempDir dir("openshell-relay");
   const std::string path = (dir.path() / "proxy.sock").string();
   ProxyReceiver receiver(listen_unix(path), {});
   SandboxListener sandbox;

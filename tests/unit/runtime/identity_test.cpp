@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "../temp_dir.hpp"
 #include "loopback_sockets.hpp"
 
 using openshell::Errc;
@@ -76,23 +77,6 @@ openshell::Result<ProcessIdentity> identify_when(IdentityResolver& resolver,
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "openshell-identity-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 }  // namespace
 
@@ -187,7 +171,7 @@ TEST_CASE("unknown connections and missing sandboxes fail closed") {
 }
 
 TEST_CASE("deleted binaries hash the live image; replaced ones are integrity violations") {
-  TempDir dir;
+  openshell::test::TempDir dir("openshell-identity");
   const std::string program = (dir.path() / "sleepy").string();
   fs::copy_file("/bin/sleep", program);
   const Sha256Digest original = sha256_of_file(program);
