@@ -2,14 +2,12 @@
 // sandbox's listener, and a test "proxy" decodes the PROXY v2 header and echoes the payload.
 #include "openshell/runtime/egress_relay.hpp"
 
-#include <openssl/evp.h>
 #include <sys/un.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,6 +18,7 @@
 #include "loopback_sockets.hpp"
 #include "openshell/core/log.hpp"
 #include "openshell/core/proxy_protocol.hpp"
+#include "sha256_file.hpp"
 
 using openshell::core::ProxyDecodeOptions;
 using openshell::core::ProxyDecodeResult;
@@ -162,26 +161,6 @@ TestFd listen_unix(const std::string& path) {
   return fd;
 }
 
-openshell::core::Sha256Digest sha256_of_file(const std::string& path) {
-  // Chunked: a char-by-char read of a debug test binary takes most of a second.
-  std::ifstream file(path, std::ios::binary);
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
-                                                                  &EVP_MD_CTX_free);
-  REQUIRE(EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) == 1);
-  std::vector<char> buffer(1 << 16);
-  bool updated = true;
-  while (file.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) ||
-         file.gcount() > 0) {
-    updated = updated && EVP_DigestUpdate(context.get(), buffer.data(),
-                                          static_cast<std::size_t>(file.gcount())) == 1;
-  }
-  REQUIRE(updated);
-  openshell::core::Sha256Digest digest{};
-  unsigned int size = 0;
-  REQUIRE(EVP_DigestFinal_ex(context.get(), digest.data(), &size) == 1);
-  return digest;
-}
-
 // Log lines, for checking what the relay says.
 struct CapturedLog {
   CapturedLog() : logger(openshell::core::Level::kDebug) {
@@ -302,7 +281,7 @@ TEST_CASE("egress relay over TCP: authenticated identity, echo and half-close") 
   CHECK(header.family == openshell::core::ProxyFamily::kTcp4);
   CHECK(header.pid == static_cast<uint32_t>(child_pid));
   CHECK(header.exe_path == fs::read_symlink("/proc/self/exe").string());
-  CHECK(header.exe_sha256 == sha256_of_file("/proc/self/exe"));
+  CHECK(header.exe_sha256 == openshell::test::sha256_of_file("/proc/self/exe"));
   // Source: the child's end; destination: the sandbox listener.
   CHECK(std::vector<uint8_t>(header.source.ip.begin(), header.source.ip.begin() + 4) ==
         std::vector<uint8_t>{127, 0, 0, 1});

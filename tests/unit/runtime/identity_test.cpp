@@ -3,7 +3,6 @@
 #include "openshell/runtime/identity.hpp"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <bit>
@@ -19,6 +18,7 @@
 
 #include "../temp_dir.hpp"
 #include "loopback_sockets.hpp"
+#include "sha256_file.hpp"
 
 using openshell::Errc;
 using openshell::runtime::IdentityResolver;
@@ -30,26 +30,6 @@ using openshell::test::TestFd;
 namespace fs = std::filesystem;
 
 namespace {
-
-Sha256Digest sha256_of_file(const std::string& path) {
-  // Chunked: a char-by-char read of a debug test binary takes most of a second.
-  std::ifstream file(path, std::ios::binary);
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
-                                                                  &EVP_MD_CTX_free);
-  REQUIRE(EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) == 1);
-  std::vector<char> buffer(1 << 16);
-  bool updated = true;
-  while (file.read(buffer.data(), static_cast<std::streamsize>(buffer.size())) ||
-         file.gcount() > 0) {
-    updated = updated && EVP_DigestUpdate(context.get(), buffer.data(),
-                                          static_cast<std::size_t>(file.gcount())) == 1;
-  }
-  REQUIRE(updated);
-  Sha256Digest digest{};
-  unsigned int size = 0;
-  REQUIRE(EVP_DigestFinal_ex(context.get(), digest.data(), &size) == 1);
-  return digest;
-}
 
 std::string self_exe() {
   return fs::read_symlink("/proc/self/exe").string();
@@ -131,7 +111,7 @@ TEST_CASE("identify a forked child's loopback connection") {
   REQUIRE(identity.ok());
   CHECK(identity->pid == child.pid());
   CHECK(identity->exe == self_exe());  // forked, not exec'd: the test binary
-  CHECK(identity->exe_sha256 == sha256_of_file("/proc/self/exe"));
+  CHECK(identity->exe_sha256 == openshell::test::sha256_of_file("/proc/self/exe"));
   REQUIRE(identity->ancestors.size() == 1);  // the root (this process), and never beyond it
   CHECK(identity->ancestors[0].pid == ::getpid());
   CHECK(identity->ancestors[0].exe == self_exe());
@@ -174,7 +154,7 @@ TEST_CASE("deleted binaries hash the live image; replaced ones are integrity vio
   openshell::test::TempDir dir("openshell-identity");
   const std::string program = (dir.path() / "sleepy").string();
   fs::copy_file("/bin/sleep", program);
-  const Sha256Digest original = sha256_of_file(program);
+  const Sha256Digest original = openshell::test::sha256_of_file(program);
 
   TestFd listener = openshell::test::listen_loopback();
   REQUIRE(listener.get() >= 0);
