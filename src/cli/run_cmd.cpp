@@ -130,9 +130,10 @@ int run_sandbox(RunFlags& flags) {
     log.error("{}", spec.error().message);
     return rt::kExitNotFound;
   }
-  auto launched_sandbox = sandbox::start_main_command(*isolation, *spec, log);
+  auto launched_sandbox =
+      sandbox::start_main_command(*isolation, *spec, log, sandbox::log_bypass_attempts(log));
   if (const int* failed = std::get_if<int>(&launched_sandbox)) return *failed;
-  auto& [sandbox, raw] = std::get<sandbox::Started>(launched_sandbox);
+  auto& [sandbox, raw, bypass_monitor] = std::get<sandbox::Started>(launched_sandbox);
   std::optional<rt::Pty>& pty = isolation->pty;
   if (pty) pty->slave.reset();  // the master sees the hang-up once the sandbox is gone
 
@@ -177,6 +178,10 @@ int run_sandbox(RunFlags& flags) {
       rt::supervise(isolation->spawner, sandbox, isolation->signals, supervise_options, log);
   raw.reset();
   if (relay) relay->stop();
+  if (bypass_monitor) {
+    bypass_monitor->stop();
+    sandbox::log_bypass_totals(*bypass_monitor, log);
+  }
   log.emit(core::events::process_exit(launched, code));
   return code;
 }

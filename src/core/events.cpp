@@ -82,6 +82,42 @@ Event network_bypass(std::string_view dst_ip, uint16_t port, std::string_view pr
   return event;
 }
 
+Event bypass_finding(std::string_view dst_ip, uint16_t port, std::string_view protocol,
+                     std::string_view binary, int pid, std::string_view call) {
+  constexpr std::string_view kReason = "direct connection bypassed HTTP CONNECT proxy";
+  const std::string_view bin = binary.empty() ? std::string_view("-") : binary;
+  Finding info;
+  info.uid = "bypass-detect";
+  info.title = "Proxy Bypass Detected";
+  info.confidence = Confidence::kHigh;
+  info.is_alert = true;
+  if (protocol == "udp") {
+    info.remediation = port == 53 ? "DNS queries should route through the sandbox proxy; check "
+                                    "resolver configuration"
+                                  : "UDP traffic must route through the sandbox proxy";
+  } else {
+    info.remediation =
+        "ensure process honors HTTP_PROXY/HTTPS_PROXY; for Node.js set NODE_USE_ENV_PROXY=1";
+  }
+  info.evidence = {{"dst_addr", std::string(dst_ip)},   {"dst_port", std::to_string(port)},
+                   {"proto", std::string(protocol)},    {"binary", std::string(bin)},
+                   {"binary_pid", std::to_string(pid)}, {"syscall", std::string(call)}};
+  Event event = Event::detection(FindingActivity::kCreate)
+                    .with_severity(Severity::kMedium)
+                    .with_action(Action::kDenied, Disposition::kBlocked)
+                    .with_dst(dst_ip, port)
+                    .with_protocol(protocol)
+                    .with_actor(bin, pid)
+                    .with_rule("bypass-detect", "seccomp")
+                    .with_reason(kReason)
+                    .with_finding(std::move(info))
+                    .with_cid(CorrelationId::next());
+  event.message =
+      fmt::format("BYPASS_DETECT {} proto={} binary={} pid={} call={} action=reject reason={}",
+                  host_port(dst_ip, port), protocol, bin, pid, call, kReason);
+  return event;
+}
+
 std::string_view l7_decision_name(L7Decision decision) {
   switch (decision) {
     case L7Decision::kAllow:

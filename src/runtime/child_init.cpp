@@ -124,6 +124,27 @@ void hand_over_listener(const Plan& plan) {
   ::close(sock);
 }
 
+// Installs the bypass monitor's filter and lets the spawner take its listener with
+// pidfd_getfd(2). Sending it with sendmsg would be trapped by the filter itself (nobody listens
+// yet), and exempting the hand-over socket would leave a hole that every later process holding
+// the same fd number inherits. So the init only writes the fd's number and waits for the
+// spawner's one-byte answer before it may close it; write and read are never trapped.
+void hand_over_bypass_listener(const Plan& plan) {
+  const int listener = install_bypass_filter(*plan.bypass_filter);
+  if (listener < 0) fail(plan, "bypass monitor: seccomp user notification", -listener);
+  ssize_t done;
+  do {
+    done = ::write(plan.handover_fd, &listener, sizeof listener);
+  } while (done < 0 && errno == EINTR);
+  if (done != static_cast<ssize_t>(sizeof listener)) fail(plan, "bypass monitor: hand over", errno);
+  char taken = 0;
+  do {
+    done = ::read(plan.handover_fd, &taken, 1);
+  } while (done < 0 && errno == EINTR);
+  if (done != 1) ::_exit(kExitSetupFailed);  // the spawner is gone, or reported it failed
+  ::close(listener);
+}
+
 // After the main process exists the init needs no privilege but CAP_KILL (to signal a main
 // process that runs as another uid): drop the rest, and confine it with the same seccomp filter.
 // As root it also becomes non-dumpable (no ptrace, no core, root-owned /proc/1). Rootless it
@@ -213,6 +234,7 @@ void run_init(const Plan& plan) noexcept {
   setup_mounts(plan);
   if (plan.new_network) bring_loopback_up(plan);
   if (plan.proxy_listener) hand_over_listener(plan);
+  if (plan.bypass_filter != nullptr) hand_over_bypass_listener(plan);
   const LandlockRuleset landlock = prepare_ruleset(plan);
 
   // Block what we forward until the handler knows whom to forward it to.

@@ -56,6 +56,9 @@ struct Plan {
   // inside the mount namespace (see SpawnerConfig). nullptr: no Landlock.
   const FilesystemRules* landlock_rules = nullptr;
   const SeccompProgram* seccomp = nullptr;
+  // The bypass monitor's filter, installed by the init so every process of the sandbox carries
+  // it; its listener goes to the spawner (see hand_over_bypass_listener). nullptr: no monitor.
+  const SeccompProgram* bypass_filter = nullptr;
 };
 
 // Writes one record: `step` and `detail` (e.g. a path) joined by a space, truncated to fit.

@@ -9,6 +9,7 @@
 #include <seccomp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -227,6 +228,39 @@ Result<SeccompProgram> build_seccomp(const SeccompOptions& options) {
   add_rules(rules, options);
   if (auto error = rules.take_error()) return std::move(*error);
   return export_program(ctx.get());
+}
+
+Result<SeccompProgram> build_bypass_filter() {
+  Context ctx(seccomp_init(SCMP_ACT_ALLOW));
+  if (!ctx) return make_error(Errc::kInternal, "bypass monitor: seccomp_init failed");
+  // Foreign ABIs are the deny filter's business (it kills them); this one only watches.
+  if (const int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ALLOW); rc < 0) {
+    return seccomp_error("bypass monitor: bad-arch action", rc);
+  }
+  RuleAdder rules(ctx.get());
+  // A filter cannot read the address behind a pointer, so every connect and every message with
+  // room for an address is shown to the monitor, which reads it and lets the call go on. A send
+  // without an address (send(2), write(2)) is the common case and never stops.
+  rules.add("connect", SCMP_ACT_NOTIFY);
+  rules.add("sendto", SCMP_ACT_NOTIFY, {scmp_arg_cmp{4, SCMP_CMP_NE, 0, 0}});
+  rules.add("sendmsg", SCMP_ACT_NOTIFY);
+  rules.add("sendmmsg", SCMP_ACT_NOTIFY);
+  if (auto error = rules.take_error()) {
+    error->message = "bypass monitor: " + error->message;
+    return std::move(*error);
+  }
+  return export_program(ctx.get());
+}
+
+int install_bypass_filter(const SeccompProgram& program) noexcept {
+  const auto& instructions = program.instructions;
+  if (instructions.empty() || instructions.size() > BPF_MAXINSNS) return -EINVAL;
+  sock_fprog fprog{};
+  fprog.len = static_cast<unsigned short>(instructions.size());
+  fprog.filter = const_cast<sock_filter*>(instructions.data());  // the kernel only reads it
+  const long fd =
+      ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+  return fd < 0 ? -errno : static_cast<int>(fd);
 }
 
 int apply_seccomp(const SeccompProgram& program) noexcept {

@@ -244,6 +244,8 @@ std::string encode_spawned(const Spawned& spawned) {
   Writer out;
   out.i32(spawned.pid);
   out.strs(spawned.warnings);
+  out.boolean(spawned.has_listener);
+  out.boolean(spawned.has_bypass_monitor);
   return out.take();
 }
 
@@ -252,6 +254,8 @@ std::optional<Spawned> decode_spawned(std::string_view payload) {
   Spawned spawned;
   spawned.pid = in.i32();
   spawned.warnings = in.strs();
+  spawned.has_listener = in.boolean();
+  spawned.has_bypass_monitor = in.boolean();
   if (!in.done()) return std::nullopt;
   return spawned;
 }

@@ -121,10 +121,15 @@ Result<Sandbox, SpawnFailure> Spawner::spawn(const SandboxSpec& spec, const Sand
       }
       case protocol::Type::kSpawned: {
         auto spawned = protocol::decode_spawned(message.payload);
-        if (!spawned || message.fds.empty()) return spawner_gone("malformed spawn reply");
-        UniqueFd listener = message.fds.size() > 1 ? std::move(message.fds[1]) : UniqueFd();
+        const size_t expected_fds =
+            1 + (spawned ? spawned->has_listener + spawned->has_bypass_monitor : 0);
+        if (!spawned || message.fds.size() != expected_fds) {
+          return spawner_gone("malformed spawn reply");
+        }
+        UniqueFd listener = spawned->has_listener ? std::move(message.fds[1]) : UniqueFd();
+        UniqueFd bypass = spawned->has_bypass_monitor ? std::move(message.fds.back()) : UniqueFd();
         return Sandbox(spawned->pid, std::move(message.fds[0]), std::move(listener),
-                       std::move(spawned->warnings));
+                       std::move(bypass), std::move(spawned->warnings));
       }
       case protocol::Type::kSpawn:
         return spawner_gone("unexpected message");

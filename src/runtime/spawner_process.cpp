@@ -154,6 +154,23 @@ UniqueFd receive_listener(int handover, std::chrono::steady_clock::time_point de
   return UniqueFd(fd);
 }
 
+// The bypass monitor's listener: the init writes its fd number, we copy the fd out of the init
+// with pidfd_getfd and answer one byte, after which the init closes its own copy. An invalid fd
+// when the init failed first (its report says why); an error when the copy failed.
+Result<UniqueFd> take_bypass_listener(int handover, int pidfd,
+                                      std::chrono::steady_clock::time_point deadline) {
+  pollfd ready{handover, POLLIN, 0};
+  if (::poll(&ready, 1, remaining_ms(deadline)) <= 0) return UniqueFd();
+  int number = -1;
+  if (::read(handover, &number, sizeof number) != static_cast<ssize_t>(sizeof number)) {
+    return UniqueFd();
+  }
+  UniqueFd listener(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, number, 0U)));
+  if (!listener) return Error::from_errno("bypass monitor: pidfd_getfd");
+  if (::write(handover, "k", 1) != 1) return Error::from_errno("bypass monitor: hand over");
+  return listener;
+}
+
 std::string describe(const child::Report& report) {
   std::string step(report.step, ::strnlen(report.step, sizeof report.step));
   return report.err == 0 ? step : step + ": " + std::strerror(report.err);
@@ -238,6 +255,10 @@ class Loop {
       plan.stdio[i] = request.fds[i].get();
     plan.landlock_rules = config_.landlock ? &*config_.landlock : nullptr;
     plan.seccomp = &config_.seccomp;
+    // No namespace of its own, no proxy to bypass: a host-network sandbox is not watched.
+    if (config_.bypass_filter && storage.spec.network != SandboxNetwork::kHost) {
+      plan.bypass_filter = &*config_.bypass_filter;
+    }
 
     int report_pipe[2];
     if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
@@ -305,6 +326,12 @@ class Loop {
     }
     UniqueFd listener;
     if (plan.proxy_listener) listener = receive_listener(handover_ours.get(), deadline);
+    UniqueFd bypass;
+    if (plan.bypass_filter != nullptr && (listener || !plan.proxy_listener)) {
+      auto taken = take_bypass_listener(handover_ours.get(), pidfd.get(), deadline);
+      if (!taken.ok()) return abandon(pid, taken.error().message);
+      bypass = std::move(*taken);
+    }
     Reports reports = read_reports(report_read.get(), deadline);
     if (reports.timed_out) {
       return abandon(pid, "sandbox setup did not finish within " +
@@ -318,12 +345,18 @@ class Loop {
     if (plan.proxy_listener && !listener) {
       return abandon(pid, "proxy listener: not received from the sandbox");
     }
+    if (plan.bypass_filter != nullptr && !bypass) {
+      return abandon(pid, "bypass monitor: listener not received from the sandbox");
+    }
     running_.back().lifeline = std::move(handover_ours);
     running_.back().notify = true;
     std::vector<int> fds{pidfd.get()};
     if (listener) fds.push_back(listener.get());
+    if (bypass) fds.push_back(bypass.get());
+    const protocol::Spawned spawned{pid, reports.warnings, static_cast<bool>(listener),
+                                    static_cast<bool>(bypass)};
     (void)protocol::send_message(channel_, protocol::Type::kSpawned,
-                                 protocol::encode_spawned({pid, reports.warnings}), fds);
+                                 protocol::encode_spawned(spawned), fds);
   }
 
   void abandon(pid_t pid, std::string message) {

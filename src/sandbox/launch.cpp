@@ -1,8 +1,10 @@
 // The launch steps `run` and `sandbox` share, in the order the runtime needs them.
 #include "openshell/sandbox/launch.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include "openshell/core/events.hpp"
 #include "openshell/runtime/child_env.hpp"
 #include "openshell/runtime/landlock.hpp"
 #include "openshell/runtime/sandbox_defaults.hpp"
@@ -44,9 +46,16 @@ std::optional<Isolation> prepare_isolation(const StaticPolicy& policy, const Dir
     log.error("{}", seccomp.error().message);
     return std::nullopt;
   }
+  // Always on (DESIGN.md "Network path"): a monitor that cannot be built is a setup error.
+  auto bypass_filter = rt::build_bypass_filter();
+  if (!bypass_filter.ok()) {
+    log.error("{}", bypass_filter.error().message);
+    return std::nullopt;
+  }
   rt::SpawnerConfig config;
   if (landlock->active()) config.landlock = rules;  // each sandbox's init builds its own
   config.seccomp = std::move(*seccomp);
+  config.bypass_filter = std::move(*bypass_filter);
   auto spawner = rt::Spawner::start(config);
   if (!spawner.ok()) {
     log.error("spawner: {}", spawner.error().message);
@@ -98,8 +107,28 @@ Result<rt::SandboxSpec> main_command_spec(const MainCommand& command,
   return spec;
 }
 
+rt::BypassMonitor::Report log_bypass_attempts(core::Logger& log) {
+  return [&log](const rt::BypassAttempt& attempt) {
+    core::Event finding = core::events::bypass_finding(
+        attempt.address, attempt.port, attempt.protocol, attempt.exe, attempt.pid, attempt.call);
+    if (attempt.suppressed > 0) {
+      finding.with_field("suppressed_before", std::to_string(attempt.suppressed));
+    }
+    log.emit(finding);
+  };
+}
+
+void log_bypass_totals(const rt::BypassMonitor& monitor, core::Logger& log) {
+  if (monitor.unreported() == 0) return;
+  log.warn(
+      "bypass monitor: {} attempts to leave the sandbox, {} of them not logged one by one "
+      "(rate limit)",
+      monitor.attempts(), monitor.unreported());
+}
+
 std::variant<Started, int> start_main_command(Isolation& isolation, const rt::SandboxSpec& spec,
-                                              core::Logger& log) {
+                                              core::Logger& log,
+                                              rt::BypassMonitor::Report on_bypass) {
   rt::SandboxStdio stdio;
   if (isolation.pty) {
     const int slave = isolation.pty->slave.get();
@@ -119,7 +148,18 @@ std::variant<Started, int> start_main_command(Isolation& isolation, const rt::Sa
   }
   for (const std::string& warning : sandbox->warnings())
     log.warn("{}", warning);
-  return Started{std::move(*sandbox), std::move(raw)};
+  std::unique_ptr<rt::BypassMonitor> monitor;
+  if (rt::UniqueFd notifications = sandbox->take_bypass_listener()) {
+    auto started = rt::BypassMonitor::start(std::move(notifications), std::move(on_bypass));
+    if (!started.ok()) {
+      raw.reset();
+      (void)sandbox->signal(SIGKILL);
+      log.error("sandbox stopped: {}", started.error().message);
+      return rt::kExitSetupFailed;
+    }
+    monitor = std::move(*started);
+  }
+  return Started{std::move(*sandbox), std::move(raw), std::move(monitor)};
 }
 
 }  // namespace openshell::sandbox

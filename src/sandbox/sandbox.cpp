@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "openshell/control/endpoint.hpp"
 #include "openshell/control/server.hpp"
 #include "openshell/core/events.hpp"
+#include "openshell/core/scope_exit.hpp"
 #include "openshell/policy/loader.hpp"
 #include "openshell/proxy/control.hpp"
 #include "openshell/proxy/server.hpp"
@@ -171,9 +173,21 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   // The policy is pushed and the proxy accepting before the child runs far: connections made
   // meanwhile wait in the listener's backlog.
   proxy::PolicyStore store;
-  auto launched_sandbox = start_main_command(*isolation, *spec, log);
+  // A bypass attempt is logged, and counted with the proxy's denials (stage "bypass") so
+  // `ctl watch-denials` and the summary show it; the server exists by the time the child runs.
+  std::atomic<proxy::ProxyServer*> denials_of{nullptr};
+  auto log_attempt = log_bypass_attempts(log);
+  auto on_bypass = [&denials_of, log_attempt](const rt::BypassAttempt& attempt) {
+    log_attempt(attempt);
+    proxy::ProxyServer* server = denials_of.load();
+    if (server == nullptr) return;
+    server->denials().record({attempt.address, attempt.port,
+                              attempt.exe.empty() ? "-" : attempt.exe,
+                              "direct connection bypassed HTTP CONNECT proxy", "bypass"});
+  };
+  auto launched_sandbox = start_main_command(*isolation, *spec, log, on_bypass);
   if (const int* failed = std::get_if<int>(&launched_sandbox)) return *failed;
-  auto& [child, raw] = std::get<Started>(launched_sandbox);
+  auto& [child, raw, bypass_monitor] = std::get<Started>(launched_sandbox);
   std::optional<rt::Pty>& pty = isolation->pty;
   if (pty) pty->slave.reset();
   const auto abandon = [&](const std::string& message) {
@@ -197,6 +211,11 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
         "local service the policy names is reachable from the sandbox. For local testing only.");
   }
   proxy::ProxyServer server(proxy_options, store, logger, interception->get());
+  denials_of = &server;
+  // The monitor reports into the server, so it stops before the server goes, on every path.
+  const core::ScopeExit stop_monitor_first([&] {
+    if (bypass_monitor) bypass_monitor->stop();
+  });
   if (auto adopted = server.adopt_listener(child.take_listener().release()); !adopted.ok()) {
     return abandon("proxy listener: " + adopted.error().message);
   }
@@ -244,6 +263,10 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   const int code =
       rt::supervise(isolation->spawner, child, isolation->signals, supervise_options, log);
   raw.reset();
+  if (bypass_monitor) {
+    bypass_monitor->stop();
+    log_bypass_totals(*bypass_monitor, log);
+  }
   control.close();
   if (control_server) control_server->shutdown();
   server.shutdown(kProxyStopGrace);

@@ -7,6 +7,7 @@ NO_PROXY covers localhost and 127.0.0.1 only, so the sandbox's clients go throug
 needs --allow-loopback-upstream to dial them. Probes are Debian's curl and /usr/bin/python3.
 """
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -126,18 +127,52 @@ def https_is_intercepted_with_the_ca_the_child_was_given():
             origin.stop()
 
 
+def findings(stderr):
+    """The Detection Findings in a JSON log."""
+    events = []
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            event = json.loads(line)
+            if event.get("class_uid") == 2004:
+                events.append(event)
+    return events
+
+
 @test
-def a_direct_connection_bypassing_the_proxy_fails_at_once():
+def a_direct_connection_bypassing_the_proxy_fails_at_once_and_is_reported():
     with Lab() as lab:
         origin = lab.origin(host=ORIGIN_IP)
         text = policy({"local": ([(ORIGIN_IP, origin.port)], ["/usr/bin/*"])})
+        url = f"http://{ORIGIN_IP}:{origin.port}/direct"
+        # The Lab's namespace holds only `lo`: TEST-NET-2 is unreachable whatever the sandbox does.
+        outside = "198.51.100.7"
+        direct = f"{CURL} -sS --noproxy '*' --max-time 10"
+        script = "; ".join([f"{status_of(url)}",
+                            f"{direct} {url}; echo loopback=$?",
+                            f"{direct} http://{outside}:8080/; echo outside=$?",
+                            f"{PY} -c \"import socket; socket.socket(socket.AF_INET, "
+                            f"socket.SOCK_DGRAM).sendto(b'q', ('{outside}', 53))\"; echo udp=$?"])
         started = time.monotonic()
-        result = sandbox(text, [CURL, "-sS", "--noproxy", "*", "--max-time", "10",
-                                f"http://{ORIGIN_IP}:{origin.port}/direct"])
+        result = sandbox(text, ["/bin/sh", "-c", script])
         elapsed = time.monotonic() - started
-        assert result.returncode == 7, (result.returncode, result.stderr[-2000:])  # couldn't connect
-        assert elapsed < 5, f"took {elapsed:.1f} s: the connect should fail at once"
-        assert origin.request_count() == 0
+        check(result)
+        lines = result.stdout.split()
+        # Through the proxy it works; directly, loopback is the namespace's own and nothing listens
+        # there, and the outside is unreachable (curl: 7 couldn't connect; python: exit 1).
+        assert lines == ["200", "loopback=7", "outside=7", "udp=1"], result.stdout + result.stderr[-3000:]
+        assert elapsed < 10, f"took {elapsed:.1f} s: direct connects should fail at once"
+        assert origin.request_count() == 1
+        found = findings(result.stderr)
+        # One finding per attempt to leave, none for loopback, each naming executable and destination.
+        assert len(found) == 2, result.stderr[-3000:]
+        tcp, udp = found
+        assert tcp["actor"]["process"]["name"] == CURL, tcp
+        assert tcp["dst_endpoint"]["ip"] == outside and tcp["dst_endpoint"]["port"] == 8080, tcp
+        assert f"BYPASS_DETECT {outside}:8080 proto=tcp binary={CURL}" in tcp["message"], tcp
+        assert tcp["finding_info"]["uid"] == "bypass-detect", tcp
+        assert udp["actor"]["process"]["name"].startswith("/usr/bin/python3"), udp
+        assert f"{outside}:53 proto=udp" in udp["message"], udp
+        assert "DNS queries should route through the sandbox proxy" in json.dumps(udp), udp
 
 
 @test

@@ -29,6 +29,14 @@ Event network_close(std::string_view host, uint16_t port, uint64_t bytes_in, uin
 Event network_bypass(std::string_view dst_ip, uint16_t port, std::string_view protocol,
                      std::string_view binary, int pid);
 
+// FINDING:CREATE of a direct connection or datagram from a sandboxed process to a destination
+// outside its namespace, seen by the seccomp bypass monitor: "BYPASS_DETECT {ip}:{port}
+// proto={p} binary={exe} pid={pid} call={syscall} action=reject reason=..."; uid bypass-detect,
+// title "Proxy Bypass Detected", confidence High, an alert, with spec §7.1's remediation hint;
+// rule (bypass-detect, seccomp); Medium. `binary` is "-" when unknown.
+Event bypass_finding(std::string_view dst_ip, uint16_t port, std::string_view protocol,
+                     std::string_view binary, int pid, std::string_view call);
+
 enum class L7Decision : uint8_t { kAllow, kAudit, kDeny };
 std::string_view l7_decision_name(L7Decision decision);  // "allow", "audit", "deny"
 

@@ -29,4 +29,14 @@ Result<SeccompProgram> build_seccomp(const SeccompOptions& options);
 // Landlock step sets it; this sets it too). Returns 0 or an errno value.
 int apply_seccomp(const SeccompProgram& program) noexcept;
 
+// The bypass monitor's filter (DESIGN.md "Network path"): connect, sendto with an address,
+// sendmsg and sendmmsg raise a user notification; everything else passes. It only watches: the
+// monitor answers SECCOMP_USER_NOTIF_FLAG_CONTINUE, so each call then fails or succeeds as it
+// would have. Errors name the layer ("bypass monitor: ...").
+Result<SeccompProgram> build_bypass_filter();
+
+// Child side: installs the filter with a new listener. Must come before the deny filter, which
+// refuses seccomp(2). Async-signal-safe; returns the listener fd or a negated errno value.
+int install_bypass_filter(const SeccompProgram& program) noexcept;
+
 }  // namespace openshell::runtime

@@ -63,6 +63,9 @@ struct SpawnerConfig {
   // build or apply the ruleset is fatal; best_effort: paths or rights that fail are skipped.
   std::optional<FilesystemRules> landlock;
   SeccompProgram seccomp;  // must not be empty: seccomp is never optional
+  // The bypass monitor's notification filter (build_bypass_filter), installed in every sandbox
+  // with a network namespace of its own. nullopt: no monitor.
+  std::optional<SeccompProgram> bypass_filter;
 };
 
 // The borrowed stdio of a main process (the caller's own 0/1/2, or a PTY slave three times).
@@ -89,10 +92,12 @@ inline constexpr int kExitNotFound = 127;
 class Sandbox {
  public:
   Sandbox() = default;
-  Sandbox(pid_t pid, UniqueFd pidfd, UniqueFd listener, std::vector<std::string> warnings)
+  Sandbox(pid_t pid, UniqueFd pidfd, UniqueFd listener, UniqueFd bypass_listener,
+          std::vector<std::string> warnings)
       : pid_(pid),
         pidfd_(std::move(pidfd)),
         listener_(std::move(listener)),
+        bypass_listener_(std::move(bypass_listener)),
         warnings_(std::move(warnings)) {}
 
   // The sandbox's init (pid 1 inside), as numbered in the caller's pid namespace: its
@@ -103,6 +108,11 @@ class Sandbox {
   // SandboxNetwork::kProxy: the listening socket on 127.0.0.1:3128 inside the sandbox
   // (blocking, close-on-exec). Taken once.
   UniqueFd take_listener() { return std::move(listener_); }
+  // The seccomp user-notification listener of the bypass monitor's filter (a new network
+  // namespace and a SpawnerConfig with a bypass filter), for a BypassMonitor. Taken once. While
+  // it is open and unanswered the sandbox's connect() calls wait; once closed they fail ENOSYS,
+  // so hold it for the sandbox's whole life.
+  UniqueFd take_bypass_listener() { return std::move(bypass_listener_); }
   // Degradations the child reported (e.g. best_effort Landlock that could not be applied).
   const std::vector<std::string>& warnings() const { return warnings_; }
 
@@ -114,6 +124,7 @@ class Sandbox {
   pid_t pid_ = -1;
   UniqueFd pidfd_;
   UniqueFd listener_;
+  UniqueFd bypass_listener_;
   std::vector<std::string> warnings_;
 };
 

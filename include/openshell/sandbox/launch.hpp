@@ -9,6 +9,7 @@
 
 #include "openshell/core/log.hpp"
 #include "openshell/core/result.hpp"
+#include "openshell/runtime/bypass_monitor.hpp"
 #include "openshell/runtime/credentials.hpp"
 #include "openshell/runtime/pty.hpp"
 #include "openshell/runtime/spawner.hpp"
@@ -18,7 +19,8 @@
 namespace openshell::sandbox {
 
 // What must exist before the first thread: the PTY (when interactive), Landlock prepared, the
-// seccomp program compiled, the spawner forked, and the lifecycle signals blocked.
+// seccomp programs compiled (the deny filter and the bypass monitor's), the spawner forked, and
+// the lifecycle signals blocked.
 struct Isolation {
   std::optional<runtime::Pty> pty;
   runtime::Spawner spawner;
@@ -45,15 +47,25 @@ Result<runtime::SandboxSpec> main_command_spec(const MainCommand& command,
                                                const runtime::Credentials& credentials,
                                                const Directories& dirs);
 
-// A started sandbox, with the caller's terminal in raw mode while a PTY relays it.
+// A started sandbox, with the caller's terminal in raw mode while a PTY relays it, and the
+// bypass monitor watching it (none for a host-network sandbox). Stop the monitor only after the
+// sandbox has ended (see BypassMonitor::stop).
 struct Started {
   runtime::Sandbox sandbox;
   std::optional<runtime::RawTerminal> raw_terminal;
+  std::unique_ptr<runtime::BypassMonitor> bypass_monitor;
 };
 
-// Spawns the main command (on the PTY when there is one); warnings and failures are logged.
-// Failure gives the exit code to end with.
+// Logs each attempt as one Detection Finding naming the executable and the destination.
+runtime::BypassMonitor::Report log_bypass_attempts(core::Logger& log);
+// Logs what the rate limit kept out of the log, once the sandbox has ended.
+void log_bypass_totals(const runtime::BypassMonitor& monitor, core::Logger& log);
+
+// Spawns the main command (on the PTY when there is one) and starts its bypass monitor, which
+// hands each attempt to `on_bypass`; warnings and failures are logged. Failure gives the exit
+// code to end with.
 std::variant<Started, int> start_main_command(Isolation& isolation,
-                                              const runtime::SandboxSpec& spec, core::Logger& log);
+                                              const runtime::SandboxSpec& spec, core::Logger& log,
+                                              runtime::BypassMonitor::Report on_bypass);
 
 }  // namespace openshell::sandbox

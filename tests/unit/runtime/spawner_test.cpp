@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "openshell/runtime/bypass_monitor.hpp"
 #include "openshell/runtime/sandbox_defaults.hpp"
 
 namespace rt = openshell::runtime;
@@ -46,11 +48,16 @@ int in_child(const std::function<int()>& scenario) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
 }
 
-std::optional<rt::Spawner> start_spawner() {
+std::optional<rt::Spawner> start_spawner(bool bypass_monitor = false) {
   auto seccomp = rt::build_seccomp({});
   if (!seccomp.ok()) return std::nullopt;
   rt::SpawnerConfig config;
   config.seccomp = std::move(*seccomp);
+  if (bypass_monitor) {
+    auto filter = rt::build_bypass_filter();
+    if (!filter.ok()) return std::nullopt;
+    config.bypass_filter = std::move(*filter);
+  }
   auto spawner = rt::Spawner::start(config);
   if (!spawner.ok()) {
     std::fprintf(stderr, "Spawner::start: %s\n", spawner.error().message.c_str());
@@ -140,6 +147,40 @@ TEST_CASE("spawner: the proxy listener is bound inside the sandbox's namespace")
           if (std::string(data) != "hello\n") return 6;
           const auto status = wait_exit(*spawner, sandbox->pid());
           return status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0 ? 0 : 7;
+        }) == 0);
+}
+
+TEST_CASE("spawner: sandboxes with their own network hand out the bypass monitor's listener") {
+  if (::geteuid() != 0) return;
+  CHECK(in_child([] {
+          auto spawner = start_spawner(/*bypass_monitor=*/true);
+          if (!spawner) return 1;
+          auto spec = spec_for({"/bin/bash", "-c", "echo hello >/dev/tcp/127.0.0.1/3128"});
+          spec.network = rt::SandboxNetwork::kProxy;
+          auto sandbox = spawner->spawn(spec, {});
+          if (!sandbox.ok()) return 2;
+          rt::UniqueFd listener = sandbox->take_listener();
+          rt::UniqueFd notifications = sandbox->take_bypass_listener();
+          if (!listener || !notifications) return 3;
+          // The child's connect waits for an answer: without a monitor it would hang here.
+          std::atomic<int> trapped{0};
+          auto monitor = rt::BypassMonitor::start(std::move(notifications),
+                                                  [&](const rt::BypassAttempt&) { ++trapped; });
+          if (!monitor.ok()) return 4;
+          rt::UniqueFd connection(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+          if (!connection) return 5;
+          const auto status = wait_exit(*spawner, sandbox->pid());
+          if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) return 6;
+          (*monitor)->stop();
+          if (trapped != 0) return 7;  // loopback is not a bypass
+
+          // A host-network sandbox has no proxy to bypass: no monitor.
+          auto host = spec_for({"/bin/true"});
+          host.network = rt::SandboxNetwork::kHost;
+          auto unwatched = spawner->spawn(host, {});
+          if (!unwatched.ok()) return 8;
+          if (unwatched->take_bypass_listener()) return 9;
+          return wait_exit(*spawner, unwatched->pid()) ? 0 : 10;
         }) == 0);
 }
 
