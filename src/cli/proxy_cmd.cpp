@@ -4,6 +4,8 @@
 #include <fmt/core.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -40,6 +42,7 @@ struct ProxyFlags {
   double connect_timeout = 0;
   double idle_timeout = 0;
   double grace = 0;
+  std::string listen_mode;  // octal, for unix:PATH listeners; empty: 0600
 };
 
 // The loader refuses documents over 4 MiB; reading one byte more lets it say so.
@@ -119,10 +122,32 @@ int run_proxy(ProxyFlags& flags) {
         "any local service the policy names is reachable through this proxy. For local "
         "testing only.");
   }
-  if (!options.identity_key.empty()) {
+  const bool unix_listener =
+      std::any_of(options.listen.begin(), options.listen.end(),
+                  [](const std::string& address) { return address.starts_with("unix:"); });
+  const bool tcp_listener =
+      std::any_of(options.listen.begin(), options.listen.end(),
+                  [](const std::string& address) { return !address.starts_with("unix:"); });
+  if (unix_listener) {
     log.info(
-        "--identity-key-file: every connection must start with an authenticated PROXY v2 "
-        "header from `openshell run`; `binaries` are evaluated against its identity");
+        "unix listener: a PROXY v2 header from `openshell run --network proxy:unix:` is trusted "
+        "without an HMAC (the socket file's permissions, {:04o}, decide who may connect); "
+        "`binaries` are evaluated against its identity; a connection without one has none",
+        options.unix_listen_mode);
+  }
+  if (!options.identity_key.empty()) {
+    if (tcp_listener) {
+      log.info(
+          "--identity-key-file: every TCP connection must start with an authenticated PROXY v2 "
+          "header from `openshell run`; `binaries` are evaluated against its identity");
+    }
+  } else if (unix_listener) {
+    if (tcp_listener) {
+      log.info(
+          "TCP listeners without --identity-key-file: no identities there (a PROXY header is "
+          "refused){}",
+          options.require_identity ? "; --require-identity denies their connections" : "");
+    }
   } else if (options.require_identity) {
     log.warn(
         "--require-identity: this proxy has no identity source, so every connection is "
@@ -163,8 +188,13 @@ int run_proxy(ProxyFlags& flags) {
   }
   server.start();
   for (const std::string& address : server.bound_addresses()) {
-    log.emit(core::events::app_lifecycle(core::AppActivity::kStart, "proxy listening on " + address)
-                 .with_field("listen", address));
+    core::Event event =
+        core::events::app_lifecycle(core::AppActivity::kStart, "proxy listening on " + address);
+    event.with_field("listen", address);
+    if (address.starts_with("unix:")) {
+      event.with_field("socket_mode", fmt::format("{:04o}", options.unix_listen_mode));
+    }
+    log.emit(event);
   }
 
   proxy::LocalControlOptions control_options_local;
@@ -243,7 +273,12 @@ void add_proxy_command(CLI::App& root, Action& action) {
       "until a policy is loaded");
   o.listen.clear();
   app->add_option("--listen", o.listen,
-                  "IP:PORT or [IPv6]:PORT to listen on (repeatable; default 127.0.0.1:3128)");
+                  "IP:PORT, [IPv6]:PORT or unix:/PATH to listen on (repeatable; default "
+                  "127.0.0.1:3128). On unix:PATH a PROXY v2 identity header from `openshell run "
+                  "--network proxy:unix:PATH` needs no HMAC: the socket's mode is the boundary");
+  app->add_option("--listen-mode", flags->listen_mode,
+                  "Octal permissions of unix:PATH listener sockets (default 0600: only this "
+                  "user may connect and assert process identities)");
   app->add_option("--policy", flags->policy_file,
                   "Policy file (YAML or JSON); SIGHUP reloads it. Without it: deny-all")
       ->check(CLI::ExistingFile);
@@ -300,6 +335,16 @@ void add_proxy_command(CLI::App& root, Action& action) {
                 "Deny when no process identity is available instead of ignoring `binaries`");
   app->callback([&action, flags] {
     if (flags->options.listen.empty()) flags->options.listen = {"127.0.0.1:3128"};
+    if (!flags->listen_mode.empty()) {
+      const std::string& text = flags->listen_mode;
+      unsigned mode = 0;
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), mode, 8);
+      if (error != std::errc() || end != text.data() + text.size() || mode > 0777) {
+        throw CLI::ValidationError("--listen-mode",
+                                   "'" + text + "' is not an octal mode from 0 to 0777");
+      }
+      flags->options.unix_listen_mode = mode;
+    }
     if (flags->tls.options.ca_cert_path.empty() != flags->tls.options.ca_key_path.empty()) {
       throw CLI::ValidationError("--ca-cert", "--ca-cert and --ca-key go together");
     }

@@ -292,6 +292,7 @@ ProxyDecodeResult decode_proxy_header(std::span<const uint8_t> buffered,
     offset = value_offset + length;
   }
 
+  header.has_hmac = hmac_offset.has_value();
   if (!options.key.empty()) {
     if (!hmac_offset) return invalid("PROXY header carries no HMAC but an identity key is set");
     std::array<uint8_t, kProxyV2MaxHeaderSize> copy;

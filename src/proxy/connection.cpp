@@ -84,24 +84,39 @@ std::string to_hex(std::span<const uint8_t> bytes) {
 }
 
 // The PROXY v2 header `openshell run` puts in front of each connection (DESIGN.md "Network path
-// inside a sandbox"): authenticated by its HMAC, it names the process that opened the connection.
+// inside a sandbox"): it names the process that opened the connection. Over TCP it counts only
+// when its HMAC verifies under --identity-key-file; over a unix socket the socket file's
+// permissions already vouch for the sender, and an HMAC is checked only if the header carries
+// one and a key is configured (a sender that signs expects it checked).
 asio::awaitable<bool> read_identity_header(ProxyContext& context, ConnectionInfo& info,
-                                           StreamReader& reader) {
+                                           StreamReader& reader, Transport transport) {
   const std::string& key = context.options.identity_key;
+  const std::span<const uint8_t> key_bytes(reinterpret_cast<const uint8_t*>(key.data()),
+                                           key.size());
   core::ProxyDecodeOptions options;
-  options.key = std::span(reinterpret_cast<const uint8_t*>(key.data()), key.size());
+  if (transport == Transport::kTcp) options.key = key_bytes;
   const Clock::time_point deadline = Clock::now() + context.options.head_timeout;
   for (;;) {
     const std::string_view pending = reader.pending();
-    const auto decoded = core::decode_proxy_header(
-        std::span(reinterpret_cast<const uint8_t*>(pending.data()), pending.size()), options);
+    const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(pending.data()),
+                                         pending.size());
+    core::ProxyDecodeResult decoded = core::decode_proxy_header(bytes, options);
+    if (decoded.status == core::ProxyDecodeResult::Status::kComplete &&
+        transport == Transport::kUnix && decoded.header.has_hmac && !key.empty()) {
+      options.key = key_bytes;
+      decoded = core::decode_proxy_header(bytes, options);
+    }
     if (decoded.status == core::ProxyDecodeResult::Status::kInvalid) {
       refuse_identity_header(context, info, decoded.reason);
       co_return false;
     }
     if (decoded.status == core::ProxyDecodeResult::Status::kComplete) {
       const core::ProxyHeader& header = decoded.header;
-      if (!header.authenticated || !header.exe_path || !header.pid) {
+      if (!header.exe_path || !header.pid) {
+        refuse_identity_header(context, info, "header carries no process identity");
+        co_return false;
+      }
+      if (transport == Transport::kTcp && !header.authenticated) {
         refuse_identity_header(context, info, "header carries no authenticated process identity");
         co_return false;
       }
@@ -113,7 +128,16 @@ asio::awaitable<bool> read_identity_header(ProxyContext& context, ConnectionInfo
       reader.consume(decoded.consumed);
       co_return true;
     }
-    if ((co_await reader.fill(deadline)).error) co_return false;
+    const ReadOutcome read = co_await reader.fill(deadline);
+    if (read.error) {
+      // Nothing sent at all is a client that went away; part of a header is worth a line.
+      if (!reader.pending().empty()) {
+        refuse_identity_header(context, info,
+                               "truncated PROXY header (" + read.error.message() + " after " +
+                                   std::to_string(reader.pending().size()) + " bytes)");
+      }
+      co_return false;
+    }
   }
 }
 
@@ -170,21 +194,31 @@ asio::awaitable<void> identify_peer(ProxyContext& context, ConnectionInfo& info,
 }  // namespace
 
 asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client,
-                                       asio::ip::tcp::endpoint peer) {
+                                       asio::ip::tcp::endpoint peer, Transport transport) {
   ConnectionInfo info;
   info.cid = core::CorrelationId::next();
-  std::error_code ignored;
-  info.peer_ip = peer.address().to_string();
-  info.peer_port = peer.port();
-  client.set_option(asio::ip::tcp::no_delay(true), ignored);
-
-  // First, while the client's socket surely still exists in its namespace's procfs.
-  if (context.options.identity_source) co_await identify_peer(context, info, client, peer);
+  if (transport == Transport::kUnix) {
+    info.peer_ip = "unix";  // an unbound client has no address; the listener is the useful fact
+  } else {
+    std::error_code ignored;
+    info.peer_ip = peer.address().to_string();
+    info.peer_port = peer.port();
+    client.set_option(asio::ip::tcp::no_delay(true), ignored);
+    // First, while the client's socket surely still exists in its namespace's procfs.
+    if (context.options.identity_source) co_await identify_peer(context, info, client, peer);
+  }
 
   TcpStream stream(client);
   StreamReader reader(stream);
-  if (!context.options.identity_key.empty()) {
-    if (!co_await read_identity_header(context, info, reader)) co_return;
+  if (transport == Transport::kUnix) {
+    // The header is optional here: a client without one is served with no identity.
+    if ((co_await reader.fill(Clock::now() + context.options.head_timeout)).error) co_return;
+    if (starts_like_proxy_header(reader.pending()) &&
+        !co_await read_identity_header(context, info, reader, transport)) {
+      co_return;
+    }
+  } else if (!context.options.identity_key.empty()) {
+    if (!co_await read_identity_header(context, info, reader, transport)) co_return;
   } else {
     if ((co_await reader.fill(Clock::now() + context.options.head_timeout)).error) co_return;
     if (starts_like_proxy_header(reader.pending())) {

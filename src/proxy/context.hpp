@@ -91,8 +91,17 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
 asio::awaitable<void> handle_forward(ProxyContext& context, const ConnectionInfo& info,
                                      asio::ip::tcp::socket& client, RequestHead head,
                                      std::string leftover);
+
+// The listener a connection came in on. On a unix listener the socket file's permissions decide
+// who may connect (DESIGN.md "Network path inside a sandbox"), so a PROXY v2 identity header
+// there needs no HMAC and is optional; the accepted unix socket is carried in a tcp::socket,
+// since the handlers only read, write, wait on and shut it down (nothing asks it for an address).
+enum class Transport : uint8_t { kTcp, kUnix };
+
+// `peer`: the client's address (kTcp); unused for kUnix.
 asio::awaitable<void> serve_connection(ProxyContext& context, asio::ip::tcp::socket client,
-                                       asio::ip::tcp::endpoint peer);
+                                       asio::ip::tcp::endpoint peer,
+                                       Transport transport = Transport::kTcp);
 
 // The engine's input for a connection: host, port and, when known, the process identity.
 class EngineInput {

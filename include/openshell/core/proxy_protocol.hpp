@@ -60,6 +60,9 @@ struct ProxyHeader {
   std::optional<uint64_t> timestamp_ms;
   // Decoder output: an HMAC TLV was present and verified with the caller's key.
   bool authenticated = false;
+  // Decoder output: an HMAC TLV was present (verified only when the caller gave a key). Lets a
+  // receiver that trusts its transport still check a MAC the sender chose to add.
+  bool has_hmac = false;
 };
 
 // The wire form. With a non-empty `key` an HMAC TLV is appended (then timestamp_ms is required,

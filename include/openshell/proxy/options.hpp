@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ inline constexpr std::chrono::seconds kDefaultGrace{10};
 // Denials are summarised per (host, port, binary) over this window (spec §7.2).
 inline constexpr std::chrono::seconds kDenialWindow{10};
 
+// unix:PATH listeners: only the proxy's own user may connect (and so assert identities).
+inline constexpr uint32_t kDefaultUnixListenMode = 0600;
+
 struct ProxyOptions {
   std::vector<std::string> listen{"127.0.0.1:3128"};
   size_t threads = 0;  // 0: one per core
@@ -42,10 +46,15 @@ struct ProxyOptions {
   // Terminate TLS in every tunnel not marked `tls: skip`, not only where rules or credentials
   // need it (sandbox mode, where the child trusts our CA; --tls-intercept=all).
   bool intercept_all = false;
-  // Split topology (`openshell run --network proxy:tcp://...`): every connection starts with a
-  // PROXY v2 header whose HMAC is keyed by this secret, and carries the caller's identity. Empty:
-  // no header is expected, and a connection that sends one is refused.
+  // Split topology (`openshell run --network proxy:tcp://...`): every TCP connection starts with
+  // a PROXY v2 header whose HMAC is keyed by this secret, and carries the caller's identity.
+  // Empty: no header is expected on TCP, and a connection that sends one is refused. On a unix
+  // listener a header is optional and needs no HMAC; one that carries an HMAC is checked with
+  // this key when it is set.
   std::string identity_key;
+  // Permissions of each unix:PATH listener's socket file. Connecting needs write permission, and
+  // whoever can connect can claim any process identity: owner-only unless the operator widens it.
+  uint32_t unix_listen_mode = kDefaultUnixListenMode;
   // Sandbox mode: every connection's process is looked up here before its request is read; a
   // connection that cannot be identified is refused. Null: no in-process identity source.
   std::shared_ptr<IdentitySource> identity_source;

@@ -29,12 +29,16 @@ class ProxyServer {
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;
 
-  // Binds every --listen address; the error names the address that failed.
+  // Binds every --listen address; the error names the address that failed. A unix:PATH listener
+  // replaces a stale socket file (nothing accepts on it) but refuses a live socket or a file
+  // that is not a socket; its socket file gets options.unix_listen_mode and is removed at
+  // shutdown.
   Result<void> bind();
   // Accepts on an already listening TCP socket as well (sandbox mode: the listener the runtime
   // created inside the child's network namespace). Takes ownership of `fd`, even on error.
   Result<void> adopt_listener(int fd);
-  // "ip:port" of each listener as bound (port 0 resolved to the kernel's choice).
+  // "ip:port" of each listener as bound (port 0 resolved to the kernel's choice), or
+  // "unix:PATH", in --listen order.
   std::vector<std::string> bound_addresses() const;
   // Starts the worker threads and accept loops.
   void start();
@@ -52,10 +56,13 @@ class ProxyServer {
   std::unique_ptr<State> state_;
 };
 
-// Parses a --listen value: "IP:PORT", "[IPv6]:PORT", or an address alone (port 3128).
+// Parses a --listen value: "IP:PORT", "[IPv6]:PORT", an address alone (port 3128), or
+// "unix:/ABSOLUTE/PATH" (a unix stream socket, where a PROXY v2 identity header needs no HMAC:
+// the socket file's permissions decide who may connect).
 struct ListenAddress {
   std::string ip;
   uint16_t port = 0;
+  std::string unix_path;  // non-empty: a unix socket; ip and port are unused
 };
 Result<ListenAddress> parse_listen_address(std::string_view text);
 

@@ -81,7 +81,13 @@ TEST_CASE("PROXY v2 round trip, IPv4 and IPv6, with payload after the header") {
     REQUIRE(decoded.status == Status::kComplete);
     CHECK(decoded.consumed == header_size);
     CHECK(decoded.header.authenticated);
+    CHECK(decoded.header.has_hmac);
     require_same_identity(decoded.header, header);
+    // Without a key (a trusted transport) the HMAC is not checked, but its presence is reported.
+    const ProxyDecodeResult unkeyed = decode_proxy_header(wire);
+    REQUIRE(unkeyed.status == Status::kComplete);
+    CHECK_FALSE(unkeyed.header.authenticated);
+    CHECK(unkeyed.header.has_hmac);
   }
 }
 
@@ -107,6 +113,7 @@ TEST_CASE("PROXY v2 without key: no HMAC TLV, decodes unauthenticated") {
   const ProxyDecodeResult decoded = decode_proxy_header(wire);
   REQUIRE(decoded.status == Status::kComplete);
   CHECK_FALSE(decoded.header.authenticated);
+  CHECK_FALSE(decoded.header.has_hmac);
   CHECK(decoded.header.pid == 4242u);
   // A receiver that requires the key refuses it.
   const ProxyDecodeResult refused = decode_proxy_header(wire, keyed());
