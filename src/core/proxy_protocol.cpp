@@ -122,6 +122,25 @@ ProxyDecodeResult invalid(std::string reason) {
   return result;
 }
 
+// NUL-terminated exe paths; nullopt when any is empty, unterminated or invalid, or too many.
+std::optional<std::vector<std::string>> parse_ancestors(std::string_view text) {
+  if (text.empty() || text.size() > kProxyV2MaxAncestorsSize || text.back() != '\0') {
+    return std::nullopt;
+  }
+  std::vector<std::string> paths;
+  while (!text.empty()) {
+    const std::size_t end = text.find('\0');
+    const std::string_view path = text.substr(0, end);
+    if (path.empty() || path.size() > kProxyV2MaxExePathSize || !valid_path_text(path) ||
+        paths.size() == kProxyV2MaxAncestors) {
+      return std::nullopt;
+    }
+    paths.emplace_back(path);
+    text.remove_prefix(end + 1);
+  }
+  return paths;
+}
+
 std::string hex_byte(uint8_t byte) {
   constexpr std::string_view kDigits = "0123456789abcdef";
   return std::string{'0', 'x', kDigits[byte >> 4], kDigits[byte & 0xF]};
@@ -146,6 +165,21 @@ Result<std::vector<uint8_t>> encode_proxy_header(const ProxyHeader& header,
     return make_error(Errc::kInvalidArgument,
                       "PROXY header: an authenticated header needs a timestamp");
   }
+  std::vector<uint8_t> ancestors;
+  for (const std::string& path : header.ancestors) {
+    if (path.empty() || path.size() > kProxyV2MaxExePathSize || !valid_path_text(path)) {
+      return make_error(Errc::kInvalidArgument,
+                        "PROXY header: an ancestor path is empty, too long or not UTF-8");
+    }
+    const std::size_t count =
+        static_cast<std::size_t>(std::count(ancestors.begin(), ancestors.end(), uint8_t{0}));
+    if (count == kProxyV2MaxAncestors ||
+        ancestors.size() + path.size() + 1 > kProxyV2MaxAncestorsSize) {
+      break;
+    }
+    ancestors.insert(ancestors.end(), path.begin(), path.end());
+    ancestors.push_back(0);
+  }
 
   std::vector<uint8_t> out(kProxyV2Signature.begin(), kProxyV2Signature.end());
   out.push_back(kVersionCommandProxy);
@@ -168,6 +202,7 @@ Result<std::vector<uint8_t>> encode_proxy_header(const ProxyHeader& header,
     put_tlv(out, ProxyTlv::kExePath, {data, header.exe_path->size()});
   }
   if (header.exe_sha256) put_tlv(out, ProxyTlv::kExeSha256, *header.exe_sha256);
+  if (!ancestors.empty()) put_tlv(out, ProxyTlv::kAncestors, ancestors);
   if (header.timestamp_ms) {
     scratch.clear();
     put_be(scratch, *header.timestamp_ms);
@@ -238,6 +273,7 @@ ProxyDecodeResult decode_proxy_header(std::span<const uint8_t> buffered,
   }
 
   std::optional<std::size_t> hmac_offset;
+  bool seen_ancestors = false;
   std::size_t offset = kProxyV2FixedSize + address_size;
   while (offset < total) {
     if (total - offset < kTlvHeaderSize) return invalid("truncated TLV header");
@@ -281,6 +317,18 @@ ProxyDecodeResult decode_proxy_header(std::span<const uint8_t> buffered,
         problem = fixed(8, header.timestamp_ms.has_value());
         if (!problem) header.timestamp_ms = get_be<uint64_t>(value);
         break;
+      case static_cast<uint8_t>(ProxyTlv::kAncestors): {
+        const std::string_view text(reinterpret_cast<const char*>(value), length);
+        if (seen_ancestors) {
+          problem = "duplicate TLV " + hex_byte(type);
+        } else if (auto parsed = parse_ancestors(text)) {
+          header.ancestors = std::move(*parsed);
+        } else {
+          problem = "ancestors TLV is malformed (empty, unterminated, too long or not UTF-8)";
+        }
+        seen_ancestors = true;
+        break;
+      }
       case static_cast<uint8_t>(ProxyTlv::kHmac):
         problem = fixed(kHmacSize, hmac_offset.has_value());
         if (!problem) hmac_offset = value_offset;

@@ -124,6 +124,7 @@ asio::awaitable<bool> read_identity_header(ProxyContext& context, ConnectionInfo
       identity.pid = static_cast<int>(*header.pid);
       identity.exe = *header.exe_path;
       if (header.exe_sha256) identity.exe_sha256 = to_hex(*header.exe_sha256);
+      identity.ancestors = header.ancestors;
       info.identity = std::move(identity);
       reader.consume(decoded.consumed);
       co_return true;

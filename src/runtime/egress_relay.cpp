@@ -369,6 +369,10 @@ asio::awaitable<void> EgressRelay::Impl::serve(tcp::socket client) {
     header.pid = static_cast<uint32_t>(process.pid);
     header.exe_path = process.exe;
     header.exe_sha256 = process.exe_sha256;
+    // The sandbox's init (openshell itself) is above the workload, never part of it.
+    for (const AncestorIdentity& ancestor : process.ancestors) {
+      if (ancestor.pid != options.root_pid) header.ancestors.push_back(ancestor.exe);
+    }
     header.timestamp_ms = static_cast<uint64_t>(core::now_ms());
     auto wire = core::encode_proxy_header(header, options.identity_key);
     if (!wire) {

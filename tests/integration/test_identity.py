@@ -226,6 +226,32 @@ def run_over_a_unix_socket_decides_by_the_sandboxed_binary_without_a_key():
 
 
 @test
+def ancestor_rules_work_across_the_split_topology():
+    """The relay sends the caller's ancestors (the sandbox's init left out) in the header, so a
+    rule naming bash admits curl run by bash, and not curl run by sh, nor openshell itself."""
+    with Lab() as lab:
+        origin = lab.origin()
+        own_binary = os.path.realpath(BIN)
+        policy_text = (f"version: 1\nnetwork_policies:\n  via_bash:\n    endpoints:\n"
+                       f"      - {{host: origin.test, port: {origin.port}}}\n"
+                       f"    binaries:\n      - {{path: /usr/bin/bash}}\n"
+                       f"      - {{path: {own_binary}}}\n")
+        proxy, path = unix_proxy(lab, policy_text)
+        url = f"http://origin.test:{origin.port}/tree"
+        get = f"curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\\n' {url}"
+        # `; true` keeps each shell from exec'ing curl in its place: curl is then its child.
+        script = f"/bin/bash -c {shlex.quote(get + '; true')}; /bin/sh -c {shlex.quote(get + '; true')}"
+        policy = lab.write("run-policy.yaml", RUN_POLICY)
+        result = subprocess.run([BIN, "run", "--log-format", "text", "--network",
+                                 f"proxy:unix:{path}", "--policy", policy, "--", "/bin/sh", "-c",
+                                 script], capture_output=True, text=True, errors="replace",
+                                timeout=60, cwd="/")
+        assert result.returncode == 0, result
+        assert result.stdout.split() == ["200", "403"], result
+        assert origin.request_count() == 1
+
+
+@test
 def unix_socket_permissions_are_the_boundary_and_bad_headers_are_refused():
     with Lab() as lab:
         origin = lab.origin()

@@ -36,7 +36,13 @@ enum class ProxyTlv : uint8_t {
   kExeSha256 = 0xE2,    // 32 raw bytes
   kTimestampMs = 0xE3,  // u64, big-endian, Unix milliseconds
   kHmac = 0xE4,         // HMAC-SHA256 of the whole header with this value zeroed, 32 bytes
+  kAncestors = 0xE5,    // the ancestors' exe paths, nearest first, each ended by a NUL
 };
+
+// The ancestors TLV's value is bounded so that a header with the longest exe path still fits
+// kProxyV2MaxHeaderSize; the encoder drops the farthest ancestors that do not fit.
+inline constexpr std::size_t kProxyV2MaxAncestorsSize = 2048;
+inline constexpr std::size_t kProxyV2MaxAncestors = 64;
 
 // Only TCP is carried (the sandbox listener is TCP); UNSPEC has no addresses.
 enum class ProxyFamily : uint8_t { kUnspec = 0x00, kTcp4 = 0x11, kTcp6 = 0x21 };
@@ -58,6 +64,9 @@ struct ProxyHeader {
   std::optional<std::string> exe_path;
   std::optional<Sha256Digest> exe_sha256;
   std::optional<uint64_t> timestamp_ms;
+  // Exe paths of the process's ancestors inside the sandbox, nearest first (the sandbox's own
+  // init excluded); empty: none sent. Ancestor rules of a policy match against them.
+  std::vector<std::string> ancestors;
   // Decoder output: an HMAC TLV was present and verified with the caller's key.
   bool authenticated = false;
   // Decoder output: an HMAC TLV was present (verified only when the caller gave a key). Lets a
@@ -66,8 +75,10 @@ struct ProxyHeader {
 };
 
 // The wire form. With a non-empty `key` an HMAC TLV is appended (then timestamp_ms is required,
-// since the receiver rejects an authenticated header without one). Fails on an exe path that is
-// empty, too long or not UTF-8.
+// since the receiver rejects an authenticated header without one). Fails on an exe path or
+// ancestor path that is empty, too long or not UTF-8. Ancestors past kProxyV2MaxAncestors or
+// kProxyV2MaxAncestorsSize are left out, the farthest first: an ancestor rule then fails to
+// match, which denies (the safe direction).
 Result<std::vector<uint8_t>> encode_proxy_header(const ProxyHeader& header,
                                                  std::span<const uint8_t> key = {});
 

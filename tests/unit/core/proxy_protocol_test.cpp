@@ -1,6 +1,7 @@
 // PROXY protocol v2 with identity TLVs: round trips, incremental decoding, HMAC and replay checks.
 #include "openshell/core/proxy_protocol.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <string>
@@ -68,6 +69,21 @@ void require_same_identity(const ProxyHeader& a, const ProxyHeader& b) {
   CHECK(a.exe_path == b.exe_path);
   CHECK(a.exe_sha256 == b.exe_sha256);
   CHECK(a.timestamp_ms == b.timestamp_ms);
+  CHECK(a.ancestors == b.ancestors);
+}
+
+// An UNSPEC header holding one raw TLV of `type` with `value`.
+std::vector<uint8_t> with_tlv(uint8_t type, const std::string& value) {
+  std::vector<uint8_t> wire = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+                               0x55, 0x49, 0x54, 0x0A, 0x21, 0x00, 0x00, 0x00};
+  const std::size_t length = 3 + value.size();
+  wire[14] = static_cast<uint8_t>(length >> 8);
+  wire[15] = static_cast<uint8_t>(length);
+  wire.push_back(type);
+  wire.push_back(static_cast<uint8_t>(value.size() >> 8));
+  wire.push_back(static_cast<uint8_t>(value.size()));
+  wire.insert(wire.end(), value.begin(), value.end());
+  return wire;
 }
 
 }  // namespace
@@ -275,4 +291,70 @@ TEST_CASE("PROXY v2 encoder refuses what the decoder would") {
   header = sample_v4();
   header.timestamp_ms.reset();
   CHECK_FALSE(encode_proxy_header(header, kKey).ok());  // a MAC without a timestamp is replayable
+}
+
+TEST_CASE("PROXY v2 carries the ancestors, nearest first, under the HMAC") {
+  ProxyHeader header = sample_v4();
+  header.ancestors = {"/usr/bin/bash", "/usr/bin/n\xC3\xA9t", "/usr/bin/sh"};
+  const std::vector<uint8_t> wire = encode(header);
+  const ProxyDecodeResult decoded = decode_proxy_header(wire, keyed());
+  REQUIRE(decoded.status == Status::kComplete);
+  CHECK(decoded.header.authenticated);
+  require_same_identity(decoded.header, header);
+
+  // The list is covered by the MAC: swapping one byte of an ancestor fails it.
+  std::vector<uint8_t> altered = wire;
+  const std::string needle = "bash";
+  const auto at = std::search(altered.begin(), altered.end(), needle.begin(), needle.end());
+  REQUIRE(at != altered.end());
+  *at = 'd';
+  CHECK(decode_proxy_header(altered, keyed()).status == Status::kInvalid);
+}
+
+TEST_CASE("PROXY v2 encoder drops the farthest ancestors that do not fit") {
+  ProxyHeader header = sample_v4();
+  header.exe_path = std::string(4096, 'e');  // the longest exe path still leaves room
+  for (int i = 0; i < 100; ++i)
+    header.ancestors.push_back("/usr/bin/ancestor-" + std::string(40, 'x') + std::to_string(i));
+  const std::vector<uint8_t> wire = encode(header);
+  CHECK(wire.size() <= kProxyV2MaxHeaderSize);
+  const ProxyDecodeResult decoded = decode_proxy_header(wire, keyed());
+  REQUIRE(decoded.status == Status::kComplete);
+  const auto& sent = decoded.header.ancestors;
+  REQUIRE_FALSE(sent.empty());
+  CHECK(sent.size() < header.ancestors.size());
+  CHECK(sent.size() <= openshell::core::kProxyV2MaxAncestors);
+  // What is sent is the nearest part, in order.
+  CHECK(std::equal(sent.begin(), sent.end(), header.ancestors.begin()));
+
+  header.ancestors = {"/usr/bin/ok", ""};
+  CHECK_FALSE(encode_proxy_header(header, kKey).ok());
+  header.ancestors = {"/usr/bin/\xFF"};
+  CHECK_FALSE(encode_proxy_header(header, kKey).ok());
+}
+
+TEST_CASE("PROXY v2 malformed ancestors are refused") {
+  const auto status_of = [](const std::string& value) {
+    return decode_proxy_header(with_tlv(0xE5, value)).status;
+  };
+  CHECK(status_of(std::string("/usr/bin/bash\0/usr/bin/sh\0", 26)) == Status::kComplete);
+  CHECK(decode_proxy_header(with_tlv(0xE5, std::string("/a\0/b\0", 6))).header.ancestors ==
+        std::vector<std::string>{"/a", "/b"});
+  CHECK(status_of("") == Status::kInvalid);                             // empty list
+  CHECK(status_of("/usr/bin/bash") == Status::kInvalid);                // unterminated
+  CHECK(status_of(std::string("/a\0\0", 4)) == Status::kInvalid);       // empty entry
+  CHECK(status_of(std::string("/bin/\xFF\0", 7)) == Status::kInvalid);  // not UTF-8
+  CHECK(status_of(std::string(3000, 'a') + '\0') == Status::kInvalid);  // over the bound
+  std::string many;
+  for (int i = 0; i < 65; ++i)
+    many += std::string("/a") + '\0';
+  CHECK(status_of(many) == Status::kInvalid);  // more than kProxyV2MaxAncestors
+  // Twice is refused like any other identity TLV.
+  std::vector<uint8_t> twice = with_tlv(0xE5, std::string("/a\0", 3));
+  const std::vector<uint8_t> again = {0xE5, 0x00, 0x03, '/', 'b', 0};
+  twice.insert(twice.end(), again.begin(), again.end());
+  twice[15] = static_cast<uint8_t>(twice[15] + again.size());
+  const ProxyDecodeResult decoded = decode_proxy_header(twice);
+  CHECK(decoded.status == Status::kInvalid);
+  CHECK(decoded.reason.find("duplicate") != std::string::npos);
 }
