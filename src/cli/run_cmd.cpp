@@ -133,7 +133,8 @@ int run_sandbox(RunFlags& flags) {
   auto launched_sandbox =
       sandbox::start_main_command(*isolation, *spec, log, sandbox::log_bypass_attempts(log));
   if (const int* failed = std::get_if<int>(&launched_sandbox)) return *failed;
-  auto& [sandbox, raw, bypass_monitor] = std::get<sandbox::Started>(launched_sandbox);
+  auto& [sandbox, raw, bypass_monitor, connect_owners] =
+      std::get<sandbox::Started>(launched_sandbox);
   std::optional<rt::Pty>& pty = isolation->pty;
   if (pty) pty->slave.reset();  // the master sees the hang-up once the sandbox is gone
 
@@ -160,6 +161,10 @@ int run_sandbox(RunFlags& flags) {
     }
     relay_options.netns_pid = sandbox.pid();
     relay_options.root_pid = sandbox.pid();
+    if (rt::UniqueFd diag = sandbox.take_socket_diag()) {
+      relay_options.socket_diag = std::make_shared<rt::SocketDiag>(std::move(diag));
+    }
+    relay_options.connect_owners = connect_owners;
     auto relay_started =
         rt::EgressRelay::start(sandbox.take_listener().release(), std::move(relay_options), log);
     if (!relay_started.ok()) {

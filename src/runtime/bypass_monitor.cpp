@@ -70,14 +70,28 @@ std::optional<BypassDestination> message_destination(pid_t pid, uint64_t message
 struct Trapped {
   const char* call = nullptr;
   std::optional<BypassDestination> destination;
+  bool connects_to_proxy = false;  // connect() to 127.0.0.1:<proxy port>
 };
 
-Trapped inspect(const seccomp_notif& request) {
+// Whether a connect() goes to the sandbox's proxy listener (IPv4 loopback, the given port).
+bool is_proxy_connect(pid_t pid, uint64_t address, uint64_t length, uint16_t proxy_port) {
+  sockaddr_in target{};
+  if (proxy_port == 0 || length < sizeof target) return false;
+  if (!read_remote(pid, address, &target, sizeof target)) return false;
+  return target.sin_family == AF_INET && is_loopback_v4(target.sin_addr) &&
+         ntohs(target.sin_port) == proxy_port;
+}
+
+Trapped inspect(const seccomp_notif& request, uint16_t proxy_port) {
   const auto& args = request.data.args;
   const pid_t pid = static_cast<pid_t>(request.pid);
   switch (request.data.nr) {
-    case SYS_connect:
-      return {"connect", remote_destination(pid, args[1], args[2])};
+    case SYS_connect: {
+      Trapped trapped{"connect", remote_destination(pid, args[1], args[2])};
+      trapped.connects_to_proxy =
+          !trapped.destination && is_proxy_connect(pid, args[1], args[2], proxy_port);
+      return trapped;
+    }
     case SYS_sendto:
       return {"sendto", remote_destination(pid, args[4], args[5])};
     case SYS_sendmsg:
@@ -209,7 +223,11 @@ void BypassMonitor::answer_one() {
 
   // Everything about the caller is read while it waits in the kernel, so its memory, its fds
   // and its executable are the ones the call was made with.
-  const Trapped trapped = inspect(request);
+  const Trapped trapped = inspect(request, options_.proxy_port);
+  if (trapped.connects_to_proxy && options_.connect_owners) {
+    // Before the call goes on, so the owner is known by the time the proxy accepts.
+    options_.connect_owners->record_fd(static_cast<pid_t>(request.pid), request.data.args[0]);
+  }
   std::optional<BypassAttempt> attempt;
   if (trapped.destination) {
     attempt.emplace();

@@ -2,6 +2,8 @@
 // children share. Everything here runs between clone and exec: system calls only.
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -102,26 +104,32 @@ void hand_over_listener(const Plan& plan) {
     fail(plan, "proxy listener: bind 127.0.0.1:3128", errno);
   }
   if (::listen(sock, SOMAXCONN) != 0) fail(plan, "proxy listener: listen", errno);
+  // With it, a socket diagnostics socket of this namespace: the identity lookup asks it which
+  // socket a connection is (see SocketDiag). Optional: without it the lookup reads procfs.
+  const int diag = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  const int fds[2] = {sock, diag};
+  const size_t fd_count = diag >= 0 ? 2 : 1;
 
   char byte = 'L';
   iovec part{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof fds)] = {};
   msghdr message{};
   message.msg_iov = &part;
   message.msg_iovlen = 1;
   message.msg_control = control;
-  message.msg_controllen = sizeof control;
+  message.msg_controllen = CMSG_SPACE(fd_count * sizeof(int));
   cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
   cmsg->cmsg_level = SOL_SOCKET;
   cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &sock, sizeof sock);
+  cmsg->cmsg_len = CMSG_LEN(fd_count * sizeof(int));
+  std::memcpy(CMSG_DATA(cmsg), fds, fd_count * sizeof(int));
   ssize_t sent;
   do {
     sent = ::sendmsg(plan.handover_fd, &message, MSG_NOSIGNAL);
   } while (sent < 0 && errno == EINTR);
   if (sent != 1) fail(plan, "proxy listener: hand over", errno);
   ::close(sock);
+  if (diag >= 0) ::close(diag);
 }
 
 // Installs the bypass monitor's filter and lets the spawner take its listener with

@@ -255,7 +255,8 @@ struct EgressRelay::Impl {
   Impl(EgressRelayOptions relay_options, core::Logger& log)
       : options(std::move(relay_options)),
         logger(log),
-        identities(std::make_shared<IdentityResolver>(options.netns_pid, options.root_pid)) {}
+        identities(std::make_shared<IdentityResolver>(
+            options.netns_pid, options.root_pid, options.socket_diag, options.connect_owners)) {}
 
   asio::awaitable<void> accept_loop(tcp::acceptor acceptor);
   asio::awaitable<void> serve(tcp::socket client);

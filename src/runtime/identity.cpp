@@ -139,13 +139,16 @@ std::optional<std::pair<dev_t, ino_t>> netns_of(pid_t pid) {
   return std::pair{st.st_dev, st.st_ino};
 }
 
+// The PPid of §6.4, from /proc/<pid>/stat (the kernel formats it far faster than `status`):
+// "pid (comm) state ppid ...", where comm may hold spaces and parentheses, so the fields are
+// counted from the last ')'.
 pid_t parent_of(pid_t pid) {
-  const auto status = read_text(proc_path(pid, "/status"), kMaxProcTextBytes);
-  if (!status) return 0;
-  const std::size_t at = status->find("\nPPid:");
-  if (at == std::string::npos) return 0;
-  const auto words = split_whitespace(std::string_view(*status).substr(at + 6, 32));
-  return words.empty() ? 0 : parse_number<pid_t>(words.front()).value_or(0);
+  const auto stat = read_text(proc_path(pid, "/stat"), kMaxProcTextBytes);
+  if (!stat) return 0;
+  const std::size_t close = stat->rfind(')');
+  if (close == std::string::npos) return 0;
+  const auto words = split_whitespace(std::string_view(*stat).substr(close + 1, 64));
+  return words.size() < 2 ? 0 : parse_number<pid_t>(words[1]).value_or(0);
 }
 
 // Does any fd of `pid` point at `link` ("socket:[INODE]")? Unreadable fd tables (another user's
@@ -316,8 +319,9 @@ Result<ProcessIdentity> IdentityResolver::identify(const asio::ip::tcp::endpoint
   // 1. Connection -> socket inode: the client end lists client as local, server as remote.
   const asio::ip::tcp::endpoint want_local = normalized(client);
   const asio::ip::tcp::endpoint want_remote = normalized(server);
-  uint64_t inode = 0;
+  uint64_t inode = socket_diag_ ? socket_diag_->inode_of(client, server).value_or(0) : 0;
   for (const char* table : {"/net/tcp", "/net/tcp6"}) {
+    if (inode != 0) break;
     std::ifstream file(proc_path(netns_pid_, table));
     std::string line;
     while (inode == 0 && std::getline(file, line)) {
@@ -342,7 +346,13 @@ Result<ProcessIdentity> IdentityResolver::identify(const asio::ip::tcp::endpoint
   if (!netns) return Error::from_errno("stat /proc/" + std::to_string(netns_pid_) + "/ns/net");
   auto in_sandbox = [&netns](pid_t pid) { return netns_of(pid) == netns; };
   std::vector<pid_t> owners;
-  if (root_pid_ > 0) {
+  if (connect_owners_) {
+    const std::optional<pid_t> connector = connect_owners_->find(inode);
+    if (connector && in_sandbox(*connector) && holds_socket(*connector, link)) {
+      owners.push_back(*connector);
+    }
+  }
+  if (owners.empty() && root_pid_ > 0) {
     for (const pid_t pid : descendants(root_pid_)) {
       if (holds_socket(pid, link)) owners.push_back(pid);
     }

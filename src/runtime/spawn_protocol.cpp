@@ -246,6 +246,7 @@ std::string encode_spawned(const Spawned& spawned) {
   out.strs(spawned.warnings);
   out.boolean(spawned.has_listener);
   out.boolean(spawned.has_bypass_monitor);
+  out.boolean(spawned.has_socket_diag);
   return out.take();
 }
 
@@ -256,6 +257,7 @@ std::optional<Spawned> decode_spawned(std::string_view payload) {
   spawned.warnings = in.strs();
   spawned.has_listener = in.boolean();
   spawned.has_bypass_monitor = in.boolean();
+  spawned.has_socket_diag = in.boolean();
   if (!in.done()) return std::nullopt;
   return spawned;
 }

@@ -22,12 +22,13 @@ namespace openshell::runtime::protocol {
 inline constexpr size_t kFragmentBytes = size_t{32} * 1024;
 // argv + environment beyond this is refused (Linux's own ARG_MAX-style limit is lower).
 inline constexpr size_t kMaxMessageBytes = size_t{8} << 20;
-// stdin, stdout, stderr; or pidfd, listener and the bypass monitor's listener.
+// stdin, stdout, stderr; or pidfd, listener, the bypass monitor's listener and socket diag.
 inline constexpr size_t kMaxFds = 4;
 
 enum class Type : uint32_t {
   kSpawn = 1,        // runtime -> spawner: SandboxSpec; fds: stdin, stdout, stderr
   kSpawned = 2,      // spawner -> runtime: pid, warnings; fds: pidfd [, listener] [, bypass]
+                     // [, socket diag]
   kSpawnFailed = 3,  // spawner -> runtime: SpawnFailure
   kExited = 4,       // spawner -> runtime: SandboxExit
 };
@@ -50,7 +51,8 @@ struct Spawned {
   pid_t pid = -1;
   std::vector<std::string> warnings;
   bool has_listener = false;        // the proxy listener follows the pidfd
-  bool has_bypass_monitor = false;  // the bypass monitor's listener comes last
+  bool has_bypass_monitor = false;  // the bypass monitor's listener follows
+  bool has_socket_diag = false;     // the sandbox's NETLINK_SOCK_DIAG socket comes last
 };
 std::string encode_spawned(const Spawned& spawned);
 std::optional<Spawned> decode_spawned(std::string_view payload);

@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <utility>
 
 #include "spawn_protocol.hpp"
@@ -121,15 +123,21 @@ Result<Sandbox, SpawnFailure> Spawner::spawn(const SandboxSpec& spec, const Sand
       }
       case protocol::Type::kSpawned: {
         auto spawned = protocol::decode_spawned(message.payload);
-        const size_t expected_fds =
-            1 + (spawned ? spawned->has_listener + spawned->has_bypass_monitor : 0);
-        if (!spawned || message.fds.size() != expected_fds) {
+        if (!spawned) return spawner_gone("malformed spawn reply");
+        // The pidfd, then each optional fd the flags announce, in this order.
+        const bool present[] = {spawned->has_listener, spawned->has_bypass_monitor,
+                                spawned->has_socket_diag};
+        const auto announced = std::count(std::begin(present), std::end(present), true);
+        if (message.fds.size() != static_cast<size_t>(1 + announced)) {
           return spawner_gone("malformed spawn reply");
         }
-        UniqueFd listener = spawned->has_listener ? std::move(message.fds[1]) : UniqueFd();
-        UniqueFd bypass = spawned->has_bypass_monitor ? std::move(message.fds.back()) : UniqueFd();
-        return Sandbox(spawned->pid, std::move(message.fds[0]), std::move(listener),
-                       std::move(bypass), std::move(spawned->warnings));
+        UniqueFd optional[3];
+        for (size_t i = 0, next = 1; i < 3; ++i) {
+          if (present[i]) optional[i] = std::move(message.fds[next++]);
+        }
+        return Sandbox(spawned->pid, std::move(message.fds[0]), std::move(optional[0]),
+                       std::move(optional[1]), std::move(optional[2]),
+                       std::move(spawned->warnings));
       }
       case protocol::Type::kSpawn:
         return spawner_gone("unexpected message");

@@ -134,13 +134,18 @@ int remaining_ms(std::chrono::steady_clock::time_point deadline) {
   return static_cast<int>(std::max<int64_t>(0, left.count()));
 }
 
-// The listener the init sends back; an invalid fd when it failed first (its report says why).
-UniqueFd receive_listener(int handover, std::chrono::steady_clock::time_point deadline) {
+// The listener the init sends back, and the socket diagnostics socket that may come with it;
+// an invalid listener when the init failed first (its report says why).
+struct Received {
+  UniqueFd listener;
+  UniqueFd socket_diag;
+};
+Received receive_listener(int handover, std::chrono::steady_clock::time_point deadline) {
   pollfd ready{handover, POLLIN, 0};
   if (::poll(&ready, 1, remaining_ms(deadline)) <= 0) return {};
   char byte = 0;
   iovec part{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))] = {};
   msghdr message{};
   message.msg_iov = &part;
   message.msg_iovlen = 1;
@@ -148,10 +153,13 @@ UniqueFd receive_listener(int handover, std::chrono::steady_clock::time_point de
   message.msg_controllen = sizeof control;
   if (::recvmsg(handover, &message, MSG_CMSG_CLOEXEC) <= 0) return {};
   const cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
-  if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS) return {};
-  int fd = -1;
-  std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
-  return UniqueFd(fd);
+  if (cmsg == nullptr || cmsg->cmsg_type != SCM_RIGHTS || cmsg->cmsg_len < CMSG_LEN(sizeof(int))) {
+    return {};
+  }
+  int fds[2] = {-1, -1};
+  const size_t count = std::min<size_t>(2, (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+  std::memcpy(fds, CMSG_DATA(cmsg), count * sizeof(int));
+  return {UniqueFd(fds[0]), UniqueFd(count > 1 ? fds[1] : -1)};
 }
 
 // The bypass monitor's listener: the init writes its fd number, we copy the fd out of the init
@@ -325,7 +333,12 @@ class Loop {
       sync_write.reset();
     }
     UniqueFd listener;
-    if (plan.proxy_listener) listener = receive_listener(handover_ours.get(), deadline);
+    UniqueFd socket_diag;
+    if (plan.proxy_listener) {
+      Received received = receive_listener(handover_ours.get(), deadline);
+      listener = std::move(received.listener);
+      socket_diag = std::move(received.socket_diag);
+    }
     UniqueFd bypass;
     if (plan.bypass_filter != nullptr && (listener || !plan.proxy_listener)) {
       auto taken = take_bypass_listener(handover_ours.get(), pidfd.get(), deadline);
@@ -353,8 +366,9 @@ class Loop {
     std::vector<int> fds{pidfd.get()};
     if (listener) fds.push_back(listener.get());
     if (bypass) fds.push_back(bypass.get());
+    if (socket_diag) fds.push_back(socket_diag.get());
     const protocol::Spawned spawned{pid, reports.warnings, static_cast<bool>(listener),
-                                    static_cast<bool>(bypass)};
+                                    static_cast<bool>(bypass), static_cast<bool>(socket_diag)};
     (void)protocol::send_message(channel_, protocol::Type::kSpawned,
                                  protocol::encode_spawned(spawned), fds);
   }

@@ -149,8 +149,15 @@ std::variant<Started, int> start_main_command(Isolation& isolation, const rt::Sa
   for (const std::string& warning : sandbox->warnings())
     log.warn("{}", warning);
   std::unique_ptr<rt::BypassMonitor> monitor;
+  auto owners = std::make_shared<rt::ConnectOwners>();
   if (rt::UniqueFd notifications = sandbox->take_bypass_listener()) {
-    auto started = rt::BypassMonitor::start(std::move(notifications), std::move(on_bypass));
+    rt::BypassMonitorOptions options;
+    if (spec.network == rt::SandboxNetwork::kProxy) {
+      options.proxy_port = rt::kSandboxProxyPort;
+      options.connect_owners = owners;
+    }
+    auto started =
+        rt::BypassMonitor::start(std::move(notifications), std::move(on_bypass), options);
     if (!started.ok()) {
       raw.reset();
       (void)sandbox->signal(SIGKILL);
@@ -159,7 +166,7 @@ std::variant<Started, int> start_main_command(Isolation& isolation, const rt::Sa
     }
     monitor = std::move(*started);
   }
-  return Started{std::move(*sandbox), std::move(raw), std::move(monitor)};
+  return Started{std::move(*sandbox), std::move(raw), std::move(monitor), std::move(owners)};
 }
 
 }  // namespace openshell::sandbox

@@ -26,9 +26,12 @@ proxy::SourceIdentity to_source_identity(runtime::ProcessIdentity process, pid_t
 
 }  // namespace
 
-ProcessIdentitySource::ProcessIdentitySource(pid_t sandbox_pid)
+ProcessIdentitySource::ProcessIdentitySource(
+    pid_t sandbox_pid, std::shared_ptr<runtime::SocketDiag> socket_diag,
+    std::shared_ptr<const runtime::ConnectOwners> connect_owners)
     : init_pid_(sandbox_pid),
-      resolver_(std::make_shared<runtime::IdentityResolver>(sandbox_pid, sandbox_pid)) {}
+      resolver_(std::make_shared<runtime::IdentityResolver>(
+          sandbox_pid, sandbox_pid, std::move(socket_diag), std::move(connect_owners))) {}
 
 ProcessIdentitySource::~ProcessIdentitySource() {
   stop();

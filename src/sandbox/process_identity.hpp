@@ -20,7 +20,10 @@ class ProcessIdentitySource final : public proxy::IdentitySource {
  public:
   // `sandbox_pid`: the sandbox's init, both inside the network namespace and the root of the
   // process tree (ancestors stop there, so nothing outside the sandbox ever matches).
-  explicit ProcessIdentitySource(pid_t sandbox_pid);
+  // `socket_diag` and `connect_owners` make lookups fast (see IdentityResolver); either may be
+  // null.
+  ProcessIdentitySource(pid_t sandbox_pid, std::shared_ptr<runtime::SocketDiag> socket_diag,
+                        std::shared_ptr<const runtime::ConnectOwners> connect_owners);
   ~ProcessIdentitySource() override;
   ProcessIdentitySource(const ProcessIdentitySource&) = delete;
   ProcessIdentitySource& operator=(const ProcessIdentitySource&) = delete;

@@ -187,7 +187,7 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   };
   auto launched_sandbox = start_main_command(*isolation, *spec, log, on_bypass);
   if (const int* failed = std::get_if<int>(&launched_sandbox)) return *failed;
-  auto& [child, raw, bypass_monitor] = std::get<Started>(launched_sandbox);
+  auto& [child, raw, bypass_monitor, connect_owners] = std::get<Started>(launched_sandbox);
   std::optional<rt::Pty>& pty = isolation->pty;
   if (pty) pty->slave.reset();
   const auto abandon = [&](const std::string& message) {
@@ -199,7 +199,12 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
 
   // 6. The proxy: adopts the listener, asks the runtime who is calling, intercepts every tunnel
   //    not marked `tls: skip` (the child trusts our CA).
-  auto identities = std::make_shared<ProcessIdentitySource>(child.pid());
+  std::shared_ptr<rt::SocketDiag> socket_diag;
+  if (rt::UniqueFd diag = child.take_socket_diag()) {
+    socket_diag = std::make_shared<rt::SocketDiag>(std::move(diag));
+  }
+  auto identities =
+      std::make_shared<ProcessIdentitySource>(child.pid(), socket_diag, connect_owners);
   proxy::ProxyOptions proxy_options;
   proxy_options.listen.clear();
   proxy_options.allow_loopback_upstream = options.allow_loopback_upstream;

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "openshell/core/result.hpp"
+#include "openshell/runtime/connect_owners.hpp"
 #include "openshell/runtime/unique_fd.hpp"
 
 namespace openshell::runtime {
@@ -46,6 +47,10 @@ struct BypassMonitorOptions {
   // log rate: 5/s, burst 10).
   double reports_per_second = 5.0;
   double burst = 10.0;
+  // Connects to 127.0.0.1:<proxy_port> are recorded here (socket inode -> pid) for the identity
+  // lookup; 0 or null: not recorded.
+  uint16_t proxy_port = 0;
+  std::shared_ptr<ConnectOwners> connect_owners;
 };
 
 class BypassMonitor {

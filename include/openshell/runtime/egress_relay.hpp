@@ -15,6 +15,8 @@
 
 #include "openshell/core/log.hpp"
 #include "openshell/core/result.hpp"
+#include "openshell/runtime/connect_owners.hpp"
+#include "openshell/runtime/socket_diag.hpp"
 
 namespace openshell::runtime {
 
@@ -54,6 +56,9 @@ struct EgressRelayOptions {
   std::vector<uint8_t> identity_key;
   pid_t netns_pid = 0;  // a process in the sandbox's network namespace (its entrypoint)
   pid_t root_pid = 0;   // the sandbox's root process: identity never looks beyond it
+  // Faster identity lookups (see IdentityResolver); either may be null.
+  std::shared_ptr<SocketDiag> socket_diag;
+  std::shared_ptr<const ConnectOwners> connect_owners;
   std::chrono::milliseconds identify_timeout = kEgressIdentifyTimeout;
   std::chrono::milliseconds connect_timeout = kEgressConnectTimeout;
   std::chrono::milliseconds idle_timeout = kEgressIdleTimeout;

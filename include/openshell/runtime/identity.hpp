@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,6 +24,8 @@
 #include <vector>
 
 #include "openshell/core/result.hpp"
+#include "openshell/runtime/connect_owners.hpp"
+#include "openshell/runtime/socket_diag.hpp"
 
 namespace openshell::runtime {
 
@@ -68,7 +71,19 @@ class IdentityResolver {
   // list the sandbox's sockets); 0 = not spawned yet, every lookup fails. root_pid: the sandbox's
   // root process: owners are searched among its descendants first and ancestors stop there
   // (0 = no root: owners are all processes in netns_pid's network namespace).
-  IdentityResolver(pid_t netns_pid, pid_t root_pid) : netns_pid_(netns_pid), root_pid_(root_pid) {}
+  //
+  // Faster paths, both optional (DESIGN.md "Identity"): `socket_diag` finds the inode without
+  // reading /proc/<netns_pid>/net/tcp; `connect_owners` names the process that connected it
+  // (from the bypass monitor), which is taken as the owner when it still holds the socket, so
+  // the fd tables of the other processes are not scanned. Without them, or when they do not
+  // know the connection, the lookup is spec §6's procfs walk.
+  IdentityResolver(pid_t netns_pid, pid_t root_pid,
+                   std::shared_ptr<SocketDiag> socket_diag = nullptr,
+                   std::shared_ptr<const ConnectOwners> connect_owners = nullptr)
+      : netns_pid_(netns_pid),
+        root_pid_(root_pid),
+        socket_diag_(std::move(socket_diag)),
+        connect_owners_(std::move(connect_owners)) {}
   IdentityResolver(const IdentityResolver&) = delete;
   IdentityResolver& operator=(const IdentityResolver&) = delete;
 
@@ -101,6 +116,8 @@ class IdentityResolver {
 
   pid_t netns_pid_;
   pid_t root_pid_;
+  std::shared_ptr<SocketDiag> socket_diag_;
+  std::shared_ptr<const ConnectOwners> connect_owners_;
   std::mutex mutex_;                                   // guards cache_
   std::unordered_map<std::string, CacheEntry> cache_;  // by exe path
   std::atomic<uint64_t> hashes_computed_{0};

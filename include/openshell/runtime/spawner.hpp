@@ -93,11 +93,12 @@ class Sandbox {
  public:
   Sandbox() = default;
   Sandbox(pid_t pid, UniqueFd pidfd, UniqueFd listener, UniqueFd bypass_listener,
-          std::vector<std::string> warnings)
+          UniqueFd socket_diag, std::vector<std::string> warnings)
       : pid_(pid),
         pidfd_(std::move(pidfd)),
         listener_(std::move(listener)),
         bypass_listener_(std::move(bypass_listener)),
+        socket_diag_(std::move(socket_diag)),
         warnings_(std::move(warnings)) {}
 
   // The sandbox's init (pid 1 inside), as numbered in the caller's pid namespace: its
@@ -113,6 +114,9 @@ class Sandbox {
   // it is open and unanswered the sandbox's connect() calls wait; once closed they fail ENOSYS,
   // so hold it for the sandbox's whole life.
   UniqueFd take_bypass_listener() { return std::move(bypass_listener_); }
+  // SandboxNetwork::kProxy: a NETLINK_SOCK_DIAG socket created inside the sandbox's network
+  // namespace, for a SocketDiag; invalid when the kernel refused one. Taken once.
+  UniqueFd take_socket_diag() { return std::move(socket_diag_); }
   // Degradations the child reported (e.g. best_effort Landlock that could not be applied).
   const std::vector<std::string>& warnings() const { return warnings_; }
 
@@ -125,6 +129,7 @@ class Sandbox {
   UniqueFd pidfd_;
   UniqueFd listener_;
   UniqueFd bypass_listener_;
+  UniqueFd socket_diag_;
   std::vector<std::string> warnings_;
 };
 

@@ -54,6 +54,9 @@ struct Started {
   runtime::Sandbox sandbox;
   std::optional<runtime::RawTerminal> raw_terminal;
   std::unique_ptr<runtime::BypassMonitor> bypass_monitor;
+  // Who connected each socket to the proxy listener, as the monitor saw it: for the identity
+  // lookup (runtime::IdentityResolver).
+  std::shared_ptr<runtime::ConnectOwners> connect_owners;
 };
 
 // Logs each attempt as one Detection Finding naming the executable and the destination.

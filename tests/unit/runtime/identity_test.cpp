@@ -3,6 +3,9 @@
 #include "openshell/runtime/identity.hpp"
 
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <bit>
@@ -21,10 +24,13 @@
 #include "sha256_file.hpp"
 
 using openshell::Errc;
+using openshell::runtime::ConnectOwners;
 using openshell::runtime::IdentityResolver;
 using openshell::runtime::parse_proc_net_tcp_row;
 using openshell::runtime::ProcessIdentity;
 using openshell::runtime::Sha256Digest;
+using openshell::runtime::SocketDiag;
+using openshell::runtime::UniqueFd;
 using openshell::test::ClientProcess;
 using openshell::test::TestFd;
 namespace fs = std::filesystem;
@@ -133,6 +139,59 @@ TEST_CASE("identify a forked child's loopback connection") {
     CHECK(reversed->pid == ::getpid());
     CHECK(reversed->ancestors.empty());
   }
+}
+
+TEST_CASE("socket diagnostics and connect owners find the same identity, faster") {
+  TestFd listener = openshell::test::listen_loopback(false);
+  REQUIRE(listener.get() >= 0);
+  ClientProcess child(openshell::test::local_endpoint(listener.get()));
+  asio::ip::tcp::endpoint client;
+  asio::ip::tcp::endpoint server;
+  TestFd accepted = accept_one(listener.get(), client, server);
+
+  // This test's own network namespace: the diag socket sees the sockets it made.
+  auto diag = std::make_shared<SocketDiag>(
+      UniqueFd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)));
+  const auto inode = diag->inode_of(client, server);
+  REQUIRE(inode);
+  CHECK(*inode != 0);
+  CHECK(diag->inode_of(server, client) != inode);  // the other end is another socket
+  const asio::ip::tcp::endpoint nowhere(asio::ip::make_address("127.0.0.1"), 1);
+  CHECK_FALSE(diag->inode_of(nowhere, server));
+
+  auto owners = std::make_shared<ConnectOwners>();
+  SECTION("the recorded connector is the owner") {
+    owners->record(*inode, child.pid());
+    IdentityResolver resolver(::getpid(), ::getpid(), diag, owners);
+    auto identity = resolver.identify(client, server);
+    REQUIRE(identity.ok());
+    CHECK(identity->pid == child.pid());
+    CHECK(identity->exe == self_exe());
+  }
+  SECTION("a recorded pid that does not hold the socket is not believed") {
+    owners->record(*inode, ::getpid());  // we never held the client end
+    IdentityResolver resolver(::getpid(), ::getpid(), diag, owners);
+    auto identity = resolver.identify(client, server);
+    REQUIRE(identity.ok());
+    CHECK(identity->pid == child.pid());  // found by the scan instead
+  }
+  SECTION("record_fd reads the socket behind a process's fd") {
+    CHECK(owners->record_fd(::getpid(), static_cast<uint64_t>(accepted.get())));
+    CHECK(owners->find(*diag->inode_of(server, client)) == ::getpid());
+    CHECK_FALSE(owners->record_fd(::getpid(), 0));  // stdin: not a socket here
+    CHECK_FALSE(owners->find(*inode));
+  }
+}
+
+TEST_CASE("connect owners forget the oldest past their capacity") {
+  ConnectOwners owners;
+  for (uint64_t inode = 1; inode <= ConnectOwners::kCapacity + 10; ++inode)
+    owners.record(inode, static_cast<pid_t>(inode));
+  CHECK_FALSE(owners.find(1));
+  CHECK_FALSE(owners.find(10));
+  CHECK(owners.find(11) == 11);
+  CHECK(owners.find(ConnectOwners::kCapacity + 10) ==
+        static_cast<pid_t>(ConnectOwners::kCapacity + 10));
 }
 
 TEST_CASE("unknown connections and missing sandboxes fail closed") {
