@@ -12,61 +12,25 @@ also traces N more openshell runs (tracefs) and says which step of the start-up 
 import argparse
 import json
 import os
-import re
-import select
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from bench_common import (REPO_ROOT, Row, build_label, check_layers, find_openshell, fmt, probe,
+                          ratio, stats_table, timed)
+from bench_common import measure as measure_rounds
+from bench_trace import TRACEFS, Tracer, breakdown_of, bwrap_traced_total, parse_trace
 
-# A sandbox around /bin/true starts in milliseconds; a run this slow is wedged, not slow.
-RUN_TIMEOUT_S = 10.0
 # The measurement stops here even if rounds are left (the report says how many ran).
 DEFAULT_MAX_SECONDS = 900.0
 # The unprivileged rows' identity: nobody/nogroup, as setpriv takes them.
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-# Every row runs from /: the sandbox keeps the caller's cwd, and nobody can traverse /.
-RUN_CWD = "/"
 TRUE = "/bin/true"
 BWRAP = ["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
 UNSHARE = ["unshare", "-U", "-r", "-n"]
 TARGET = "openshell run p50 ≤ bwrap p50 (while applying Landlock and seccomp)"
-
-# --breakdown: a tracefs instance of our own (removed at the end) records these events for our
-# children only (set_event_pid + event-fork): kernel tracepoints, no uprobes, no perf.
-TRACEFS = Path("/sys/kernel/tracing")
-TRACE_EVENTS = [
-    "sched/sched_process_fork", "sched/sched_process_exec", "sched/sched_process_exit",
-    "syscalls/sys_enter_clone", "syscalls/sys_exit_clone", "syscalls/sys_enter_mount",
-    "syscalls/sys_enter_landlock_create_ruleset", "syscalls/sys_enter_seccomp",
-    "syscalls/sys_enter_sendmsg", "syscalls/sys_enter_execve", "syscalls/sys_enter_exit_group",
-    "syscalls/sys_exit_wait4",
-]
-TRACE_BUFFER_KIB = 16384  # per CPU; about 60 events a run, so thousands of runs fit
-
-
-class Row:
-    def __init__(self, name, args, baseline=None, floor=None):
-        self.name, self.args = name, args
-        self.baseline = baseline  # the row this one's ratios are taken against
-        self.floor = floor  # the /bin/true row of the same identity
-        self.ns = []  # wall time of every recorded run
-        self.failures = 0
-        self.first_failure = None
-
-    def stats(self):
-        if not self.ns:
-            return None
-        ms = sorted(v / 1e6 for v in self.ns)
-        p95 = statistics.quantiles(ms, n=100, method="inclusive")[94] if len(ms) > 1 else ms[0]
-        return {"runs": len(ms), "p50": statistics.median(ms), "p95": p95,
-                "mean": statistics.fmean(ms), "min": ms[0], "max": ms[-1]}
 
 
 def log(msg):
@@ -77,110 +41,11 @@ def raise_on_signal(signum, _frame):
     raise SystemExit(128 + signum)
 
 
-def probe(args, timeout=RUN_TIMEOUT_S):
-    """One run with its output kept: (rc, stdout, stderr); rc None when it timed out."""
-    try:
-        done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout, cwd=RUN_CWD)
-    except subprocess.TimeoutExpired:
-        return None, "", f"still running after {timeout:.0f} s"
-    except OSError as e:
-        return 127, "", str(e)
-    return done.returncode, done.stdout, done.stderr
-
-
-def wait_for_exit(proc, timeout):
-    """The exit code, or None after killing a run that outlived `timeout`.
-
-    Not Popen.wait(timeout): with a timeout it polls waitpid(WNOHANG) with sleeps of 1, 2, 4,
-    8, 16 ms..., which rounds every run up to about 1, 3, 7, 15 or 31 ms. poll(2) on a pidfd
-    wakes when the process exits; without pidfds a watchdog thread kills it instead.
-    """
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
-        fired = threading.Event()
-
-        def kill():
-            fired.set()
-            proc.kill()
-
-        watchdog = threading.Timer(timeout, kill)
-        watchdog.start()
-        try:
-            rc = proc.wait()
-        finally:
-            watchdog.cancel()
-        return None if fired.is_set() else rc
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        if not poller.poll(int(timeout * 1000)):
-            proc.kill()
-            proc.wait()
-            return None
-        return proc.wait()  # it has exited: waitpid returns at once
-    finally:
-        os.close(pidfd)
-
-
-def timed(args):
-    """Wall time of one run in ns, from before the fork to after the wait, and its exit code."""
-    start = time.perf_counter_ns()
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=RUN_CWD)
-    rc = wait_for_exit(proc, RUN_TIMEOUT_S)
-    return time.perf_counter_ns() - start, rc
-
-
-def build_label(binary):
-    """`build/NAME/...` for a binary of this repo, else the path: tells extra builds apart."""
-    try:
-        rel = binary.relative_to(REPO_ROOT)
-    except ValueError:
-        return str(binary)
-    return "/".join(rel.parts[:2]) if rel.parts[:1] == ("build",) else str(rel)
-
-
-def status_fields(text):
-    return {k: v.strip() for k, v in re.findall(r"^(\w+):\s*(.*)$", text, re.M)}
-
-
 def check_openshell(binary, prefix):
-    """Whether the default policy's layers are on: (ok, what was seen, problem or None).
-
-    The info log says whether the Landlock ruleset was built; the sandboxed shell's own
-    /proc/self/status shows the seccomp filter, no_new_privs, the uid and the capability sets.
-    """
-    show = ("grep -E '^(Uid|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters):' "
-            "/proc/self/status")
-    rc, out, err = probe(prefix + [str(binary), "run", "--network", "none", "--log-level", "info",
-                                   "--log-format", "text", "--", "/bin/sh", "-c", show])
-    if rc != 0:
-        return False, "", f"probe exited {rc}: {err.strip()[-300:]}"
-    fields = status_fields(out)
-    landlock = re.search(r"Landlock: ruleset ready[^\n]*", err)
-    degraded = re.search(r"[^\n]*(without filesystem restrictions|continuing without it)[^\n]*",
-                         err)
-    problems = []
-    if not landlock or degraded:
-        problems.append("Landlock not applied: " + (degraded.group(0) if degraded
-                                                    else "no 'ruleset ready' in the log"))
-    if fields.get("Seccomp") != "2":
-        problems.append(f"Seccomp: {fields.get('Seccomp')} (want 2, filter mode)")
-    if fields.get("NoNewPrivs") != "1":
-        problems.append(f"NoNewPrivs: {fields.get('NoNewPrivs')}")
-    uid = fields.get("Uid", "0").split()[0]
-    if os.geteuid() == 0 and not prefix and uid == "0":
-        problems.append("still uid 0")
-    for cap in ("CapEff", "CapBnd", "CapAmb"):
-        if int(fields.get(cap, "1"), 16) != 0:
-            problems.append(f"{cap}: {fields.get(cap)}")
-    seen = (f"{landlock.group(0) if landlock else 'no Landlock line'}; seccomp mode "
-            f"{fields.get('Seccomp')} ({fields.get('Seccomp_filters', '?')} filter), "
-            f"NoNewPrivs {fields.get('NoNewPrivs')}, uid {uid}, CapEff/CapBnd/CapAmb "
-            f"{fields.get('CapEff')}/{fields.get('CapBnd')}/{fields.get('CapAmb')}")
-    return not problems, seen, "; ".join(problems) or None
+    """Whether the default policy's layers are on: (ok, what was seen, problem or None)."""
+    return check_layers(prefix + [str(binary), "run", "--network", "none", "--log-level", "info",
+                                  "--log-format", "text", "--"],
+                        expect_uid_change=os.geteuid() == 0 and not prefix)
 
 
 def openshell_usable(binary):
@@ -270,92 +135,10 @@ def make_rows(opts, notes):
 
 
 def measure(rows, opts):
-    for row in rows:
-        for _ in range(opts.warmup):
-            timed(row.args)
-    deadline = time.monotonic() + opts.max_seconds
-    opts.rounds_done = 0
-    for rnd in range(opts.runs):
-        if time.monotonic() > deadline:
-            log(f"stopping after {rnd} rounds: --max-seconds {opts.max_seconds:g} reached")
-            break
-        # Rotate the order each round: no row always runs right after the same neighbour.
-        shift = rnd % len(rows)
-        for row in rows[shift:] + rows[:shift]:
-            ns, rc = timed(row.args)
-            if rc == 0:
-                row.ns.append(ns)
-            else:
-                row.failures += 1
-                row.first_failure = row.first_failure or (
-                    "timeout" if rc is None else f"exit {rc}")
-        opts.rounds_done = rnd + 1
-        if (rnd + 1) % 50 == 0:
-            log(f"{rnd + 1}/{opts.runs} rounds")
+    opts.rounds_done = measure_rounds(rows, opts.runs, opts.warmup, opts.max_seconds, log)
 
 
 # ---- --breakdown: where an openshell run's time goes -------------------------------------------
-
-class Tracer:
-    """A tracefs instance that records TRACE_EVENTS for this process's descendants."""
-
-    def __init__(self):
-        self.dir = TRACEFS / "instances" / f"openshell_run_bench_{os.getpid()}"
-
-    def write(self, name, value):
-        (self.dir / name).write_text(str(value))
-
-    def __enter__(self):
-        self.dir.mkdir()
-        try:
-            self.write("buffer_size_kb", TRACE_BUFFER_KIB)
-            self.write("trace_clock", "mono")
-            for event in TRACE_EVENTS:
-                self.write(f"events/{event}/enable", 1)
-            self.write("options/event-fork", 1)
-            self.write("set_event_pid", os.getpid())
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def collect(self, runs):
-        self.write("tracing_on", 1)
-        for run in runs:
-            run()
-        self.write("tracing_on", 0)
-        return (self.dir / "trace").read_text(errors="replace")
-
-    def __exit__(self, *_):
-        try:
-            self.write("tracing_on", 0)
-        except OSError:
-            pass
-        try:
-            self.dir.rmdir()  # tracefs frees the instance and its buffers
-        except OSError as e:
-            log(f"could not remove {self.dir}: {e}")
-
-
-TRACE_LINE = re.compile(r"^\s*(.+?)-(\d+)\s+\[\d+\]\s+\S+\s+([\d.]+):\s+(.*)$")
-
-
-def parse_trace(text):
-    """ftrace lines as (pid, ms, event, detail); syscalls as enter_NAME / exit_NAME."""
-    events = []
-    for line in text.splitlines():
-        m = TRACE_LINE.match(line)
-        if not m:
-            continue
-        pid, ms, rest = int(m.group(2)), float(m.group(3)) * 1000.0, m.group(4)
-        if (sx := re.match(r"sys_(\w+) -> (\S+)", rest)):
-            events.append((pid, ms, "exit_" + sx.group(1), sx.group(2)))
-        elif (se := re.match(r"sys_(\w+)\((.*)\)$", rest)):
-            events.append((pid, ms, "enter_" + se.group(1), se.group(2)))
-        elif (sc := re.match(r"(sched_process_\w+): (.*)", rest)):
-            events.append((pid, ms, sc.group(1), sc.group(2)))
-    return events
-
 
 # Marks in one openshell run, in order: (the step that ends here, in which process, at which
 # event: the first one after the previous mark).
@@ -381,45 +164,6 @@ BREAKDOWN_MARKS = [
 ]
 
 
-def breakdown_of(events, binary):
-    """Per run, the ms of each step of BREAKDOWN_MARKS; runs that miss a mark are dropped."""
-    children = {}
-    for pid, _, name, detail in events:
-        if name == "sched_process_fork":
-            m = re.search(r"child_pid=(\d+)", detail)
-            if m:
-                children.setdefault(pid, []).append(int(m.group(1)))
-    by_pid = {}
-    for ev in events:
-        by_pid.setdefault(ev[0], []).append(ev)
-    parent_of = {c: p for p, cs in children.items() for c in cs}
-    runs = []
-    for pid, ms, name, detail in events:
-        if name != "sched_process_exec" or f"filename={binary} " not in detail + " ":
-            continue
-        roles = {"P": pid}
-        for child, parent in (("S", "P"), ("I", "S"), ("M", "I")):
-            kids = children.get(roles.get(parent), [])
-            if kids:
-                roles[child] = kids[0]
-        roles["W"] = parent_of.get(pid)  # the caller (this script), whose wait4 returns P
-        t, steps, ok = ms, [], True
-        for _label, role, event in BREAKDOWN_MARKS:
-            found = None
-            for p, when, n, d in by_pid.get(roles.get(role), []):
-                if when >= t and n == event and (role != "W" or d == hex(pid)):
-                    found = when
-                    break
-            if found is None:
-                ok = False
-                break
-            steps.append(found - t)
-            t = found
-        if ok:
-            runs.append(steps)
-    return runs
-
-
 def run_breakdown(opts, rows, notes):
     """Traces --breakdown runs of the openshell row (and of bwrap, for its total alone)."""
     if os.geteuid() != 0 or not (TRACEFS / "instances").is_dir():
@@ -433,16 +177,16 @@ def run_breakdown(opts, rows, notes):
     binary = os.path.realpath(row.args[0])
     log(f"breakdown: tracing {opts.breakdown} openshell runs")
     try:
-        with Tracer() as tracer:
+        with Tracer("run_bench") as tracer:
             text = tracer.collect([lambda: timed(row.args)] * opts.breakdown)
         bwrap_text = None
         if bwrap:
-            with Tracer() as tracer:
+            with Tracer("run_bench") as tracer:
                 bwrap_text = tracer.collect([lambda: timed(bwrap.args)] * opts.breakdown)
     except OSError as e:
         notes.append(f"--breakdown failed: {e}")
         return None
-    steps = breakdown_of(parse_trace(text), binary)
+    steps = breakdown_of(parse_trace(text), binary, BREAKDOWN_MARKS)
     if not steps:
         notes.append("--breakdown: no complete run in the trace (events missing or lost)")
         return None
@@ -455,47 +199,14 @@ def run_breakdown(opts, rows, notes):
     return result
 
 
-def bwrap_traced_total(events):
-    """Median ms from bwrap's exec to the caller's wait returning it, under the same tracing."""
-    execs = {pid: ms for pid, ms, name, detail in events
-             if name == "sched_process_exec" and "/bwrap " in detail + " "}
-    totals = [ms - execs[int(d, 16)] for _, ms, name, d in events
-              if name == "exit_wait4" and d.startswith("0x") and int(d, 16) in execs]
-    return statistics.median(totals) if totals else None
-
-
 # ---- report ------------------------------------------------------------------------------------
 
-def fmt(value, digits=2):
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
-def ratio(a, b):
-    return None if a is None or b is None or b <= 0 else a / b
-
-
 def report(rows, opts, notes, traced):
-    stats = {row.name: row.stats() for row in rows}
     out = [f"### openshell run start-up ({opts.rounds_done} interleaved rounds of each row after "
            f"{opts.warmup} warm-up runs; {os.cpu_count()} CPUs, load average "
            f"{opts.loadavg:.2f} at start; kernel {os.uname().release})\n"]
-    head = ["row", "p50 ms", "p95 ms", "mean ms", "p50 / bwrap", "mean / bwrap",
-            "p50 − /bin/true ms", "failed"]
-    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        s = stats[row.name]
-        base = stats.get(row.baseline.name) if row.baseline else None
-        fl = stats.get(row.floor.name) if row.floor else None
-        cells = [row.name]
-        if s is None:
-            cells += ["n/a"] * 6
-        else:
-            cells += [fmt(s["p50"]), fmt(s["p95"]), fmt(s["mean"])]
-            cells += [fmt(ratio(s["p50"], base["p50"])) + "×" if base else "—",
-                      fmt(ratio(s["mean"], base["mean"])) + "×" if base else "—"]
-            cells.append(fmt(s["p50"] - fl["p50"]) if fl else "—")
-        cells.append(str(row.failures) + (f" ({row.first_failure})" if row.failures else ""))
-        out.append("| " + " | ".join(cells) + " |")
+    table, stats = stats_table(rows)
+    out += table
     out.append("")
     out.append("Wall time from before fork to after wait (`subprocess.Popen`, stdio on "
                "/dev/null, exit seen through a pidfd). The `(nobody)` rows run through `setpriv` "
@@ -570,10 +281,7 @@ def parse_args():
         ap.error("--runs must be ≥ 1, --warmup and --breakdown ≥ 0")
     opts.build = Path(opts.build) if opts.build else REPO_ROOT / "build" / "release"
     opts.build = opts.build.resolve()
-    if not opts.openshell:
-        candidates = [opts.build / "src" / "cli" / "openshell", opts.build / "openshell"]
-        opts.openshell = next((c for c in candidates if c.is_file()), candidates[0])
-    opts.openshell = opts.openshell.resolve()
+    opts.openshell = opts.openshell.resolve() if opts.openshell else find_openshell(opts.build)
     opts.also_openshell = [p.resolve() for p in opts.also_openshell]
     return opts
 
