@@ -15,6 +15,7 @@
 #include <fstream>
 #include <optional>
 
+#include "denial_summary.hpp"
 #include "openshell/control/endpoint.hpp"
 #include "openshell/control/server.hpp"
 #include "openshell/core/events.hpp"
@@ -244,6 +245,7 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   } else {
     log.info("no --policy given: the proxy is deny-all until `ctl push-policy` sends one");
   }
+  DenialTally denial_tally(server.denials());  // reported once the child has ended
   server.start();
 
   std::unique_ptr<control::ControlServer> control_server;
@@ -277,6 +279,7 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   server.shutdown(kProxyStopGrace);
   identities->stop();
   log.emit(core::events::process_exit(launched, code));
+  denial_tally.report(log);
   return code;
 }
 
