@@ -30,6 +30,7 @@
 #include "openshell/sandbox/launch.hpp"
 #include "openshell/sandbox/static_setup.hpp"
 #include "process_identity.hpp"
+#include "trust_dir.hpp"
 
 namespace openshell::sandbox {
 
@@ -37,40 +38,8 @@ namespace {
 
 namespace rt = openshell::runtime;
 
-// The CA and bundle live outside /tmp and /run, which the child's mount namespace replaces.
-constexpr const char* kTrustDirTemplate = "/var/tmp/openshell-sandbox-XXXXXX";
 // The child has ended when the proxy stops: nothing is left worth draining.
 constexpr std::chrono::milliseconds kProxyStopGrace{0};
-// A private directory holding the trust files handed to the child; removed with its content.
-class TrustDir {
- public:
-  static Result<TrustDir> create() {
-    std::string path = kTrustDirTemplate;
-    if (::mkdtemp(path.data()) == nullptr) {
-      return make_error(Errc::kSyscall, std::string("mkdtemp /var/tmp: ") + std::strerror(errno));
-    }
-    TrustDir dir(path);
-    // Traversable by the sandbox's user whatever its uid; it lists nothing secret (no CA key).
-    if (::chmod(path.c_str(), 0755) != 0) {
-      return make_error(Errc::kSyscall, "chmod " + path + ": " + std::strerror(errno));
-    }
-    return dir;
-  }
-  TrustDir(TrustDir&& other) noexcept : path_(std::exchange(other.path_, {})) {}
-  TrustDir& operator=(TrustDir&&) = delete;
-  TrustDir(const TrustDir&) = delete;
-  TrustDir& operator=(const TrustDir&) = delete;
-  ~TrustDir() {
-    if (path_.empty()) return;
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(const char* name) const { return path_ + "/" + name; }
-
- private:
-  explicit TrustDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
 
 std::unique_ptr<control::ControlServer> start_control(const std::string& endpoint,
                                                       proxy::ProxyControl& control,

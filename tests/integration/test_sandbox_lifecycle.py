@@ -396,7 +396,8 @@ def a_hundred_sandboxes_leave_no_process_namespace_mount_dir_or_socket_behind():
         note(f"host mounts: {len(before.mounts)} before, {len(after.mounts)} after")
 
         # Trust directories: removed at every exit but SIGKILL's, after which nothing of ours
-        # runs to clean up (the child's bundle must stay on disk while it runs).
+        # runs to clean up (the child's bundle must stay on disk while it runs); the next sandbox
+        # to start sweeps those whose openshell is gone (the pid is in the name).
         def leftover_dirs():
             fresh = trust_dirs() - before.trust_dirs - sigkilled
             # Another suite's live sandbox may own a fresh one for a moment; a leak stays.
@@ -406,7 +407,8 @@ def a_hundred_sandboxes_leave_no_process_namespace_mount_dir_or_socket_behind():
             time.sleep(0.2)
         assert not leftover_dirs(), leftover_dirs()
         kept = sorted(d for d in sigkilled if os.path.exists(d))
-        note(f"trust dirs left by the {len(sigkilled)} SIGKILLed sandboxes: {len(kept)}")
+        assert not kept, f"left by SIGKILLed sandboxes and not swept by the next one: {kept}"
+        note(f"trust dirs of the {len(sigkilled)} SIGKILLed sandboxes swept by the next start")
         for directory in sigkilled:
             shutil.rmtree(directory, ignore_errors=True)
 
