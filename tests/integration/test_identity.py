@@ -187,6 +187,14 @@ def wait_refusals(proxy, count):
     return refusals(proxy)
 
 
+def run_over_unix(lab, path, script):
+    """`openshell run --network proxy:unix:PATH -- /bin/sh -c SCRIPT` under RUN_POLICY."""
+    policy = lab.write("run-policy.yaml", RUN_POLICY)
+    return subprocess.run([BIN, "run", "--log-format", "text", "--network", f"proxy:unix:{path}",
+                           "--policy", policy, "--", "/bin/sh", "-c", script],
+                          capture_output=True, text=True, errors="replace", timeout=60, cwd="/")
+
+
 @test
 def run_over_a_unix_socket_decides_by_the_sandboxed_binary_without_a_key():
     with Lab() as lab:
@@ -204,11 +212,7 @@ def run_over_a_unix_socket_decides_by_the_sandboxed_binary_without_a_key():
                  "    print('python3=%d' % e.code)\n")
         script = (f"curl -sS --max-time 10 -o /dev/null -w 'curl=%{{http_code}}\\n' {url}; "
                   f"/usr/bin/python3 -c {shlex.quote(probe)}")
-        policy = lab.write("run-policy.yaml", RUN_POLICY)
-        result = subprocess.run([BIN, "run", "--log-format", "text", "--network",
-                                 f"proxy:unix:{path}", "--policy", policy, "--", "sh", "-c",
-                                 script], capture_output=True, text=True, errors="replace",
-                                timeout=60, cwd="/")
+        result = run_over_unix(lab, path, script)
         assert result.returncode == 0, result
         assert result.stdout.splitlines() == ["curl=200", "python3=403"], result
         assert origin.request_count() == 1
@@ -241,11 +245,7 @@ def ancestor_rules_work_across_the_split_topology():
         get = f"curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\\n' {url}"
         # `; true` keeps each shell from exec'ing curl in its place: curl is then its child.
         script = f"/bin/bash -c {shlex.quote(get + '; true')}; /bin/sh -c {shlex.quote(get + '; true')}"
-        policy = lab.write("run-policy.yaml", RUN_POLICY)
-        result = subprocess.run([BIN, "run", "--log-format", "text", "--network",
-                                 f"proxy:unix:{path}", "--policy", policy, "--", "/bin/sh", "-c",
-                                 script], capture_output=True, text=True, errors="replace",
-                                timeout=60, cwd="/")
+        result = run_over_unix(lab, path, script)
         assert result.returncode == 0, result
         assert result.stdout.split() == ["200", "403"], result
         assert origin.request_count() == 1
