@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "credentials_file.hpp"
 #include "openshell/control/client.hpp"
 #include "openshell/control/endpoint.hpp"
+#include "openshell/proxy/inference_routes.hpp"
 
 namespace openshell::cli {
 
@@ -134,8 +136,15 @@ Result<void> read_credentials_file(const std::string& path,
 
 int set_credentials(proxy::ProxyControl& control, const CtlFlags& flags) {
   std::map<std::string, std::string> credentials;
+  proxy::CredentialMap bound;  // the YAML --file form, with bindings
   if (!flags.file.empty()) {
-    if (auto read = read_credentials_file(flags.file, credentials); !read.ok()) {
+    auto text = read_input(flags.file);
+    if (text.ok() && is_credentials_yaml(*text)) {
+      auto parsed = parse_credentials_yaml(*text, flags.file);
+      proxy::wipe(*text);
+      if (!parsed.ok()) return usage(parsed.error().message);
+      bound = std::move(*parsed);
+    } else if (auto read = read_credentials_file(flags.file, credentials); !read.ok()) {
       return usage(read.error().message);
     }
   }
@@ -152,50 +161,25 @@ int set_credentials(proxy::ProxyControl& control, const CtlFlags& flags) {
   if (credentials.empty() && flags.file.empty()) {
     return usage("set-credentials needs KEY=VALUE, --from-env KEY or --file F");
   }
-  auto placeholders = control.set_credentials(credentials);
+  for (auto& [key, value] : credentials) {
+    bound[key] = proxy::CredentialSpec{value, {}};
+    proxy::wipe(value);
+  }
+  auto placeholders = control.set_bound_credentials(bound);
+  for (auto& [key, spec] : bound)
+    proxy::wipe(spec.value);
   if (!placeholders.ok()) return report(placeholders.error());
   for (const auto& [key, placeholder] : *placeholders)
     fmt::print("{}={}\n", key, placeholder);
   return kExitOk;
 }
 
-// The static routes file of spec §5.3: routes: [{route|name, endpoint, model, protocols,
-// provider_type?, api_key | api_key_env}].
+// The routes file (openshell-proxy(1) "INFERENCE ROUTES"): key references are resolved here,
+// so the secrets travel only over the control connection.
 Result<std::vector<proxy::InferenceRoute>> read_routes(const std::string& path) {
   auto text = read_input(path);
   if (!text.ok()) return text.error();
-  std::vector<proxy::InferenceRoute> routes;
-  try {
-    const YAML::Node root = YAML::Load(*text);
-    const YAML::Node list = root["routes"];
-    if (!list || !list.IsSequence()) {
-      return make_error(Errc::kInvalidArgument, path + ": expected a top-level 'routes' list");
-    }
-    for (const YAML::Node& node : list) {
-      proxy::InferenceRoute route;
-      route.name =
-          node["route"] ? node["route"].as<std::string>() : node["name"].as<std::string>("");
-      route.endpoint = node["endpoint"].as<std::string>("");
-      route.model = node["model"].as<std::string>("");
-      route.provider_type = node["provider_type"].as<std::string>("");
-      if (node["protocols"]) route.protocols = node["protocols"].as<std::vector<std::string>>();
-      if (node["api_key"]) {
-        route.api_key = node["api_key"].as<std::string>();
-      } else if (node["api_key_env"]) {
-        const std::string name = node["api_key_env"].as<std::string>();
-        const char* value = std::getenv(name.c_str());
-        if (value == nullptr) {
-          return make_error(Errc::kInvalidArgument, path + ": route " + route.name +
-                                                        ": api_key_env " + name + " is not set");
-        }
-        route.api_key = value;
-      }
-      routes.push_back(std::move(route));
-    }
-  } catch (const YAML::Exception& e) {
-    return make_error(Errc::kParse, path + ": " + e.what());
-  }
-  return routes;
+  return proxy::parse_inference_routes(*text, path);
 }
 
 int set_routes(proxy::ProxyControl& control, const std::string& file) {
@@ -361,11 +345,16 @@ void add_ctl_command(CLI::App& root, Action& action) {
   CLI::App* creds = app->add_subcommand("set-credentials", "Replace the credential set");
   creds->add_option("PAIRS", flags->pairs, "KEY=VALUE (visible in ps: prefer --from-env/--file)");
   creds->add_option("--from-env", flags->from_env, "Take KEY's value from this environment");
-  creds->add_option("--file", flags->file, "KEY=VALUE lines");
+  creds->add_option("--file", flags->file,
+                    "KEY=VALUE lines, or YAML `credentials: [{key, value|env|file, bindings: "
+                    "[{host, port, path}]}]`");
   bind(creds, [flags](proxy::ProxyControl& c) { return set_credentials(c, *flags); });
 
   CLI::App* routes = app->add_subcommand("set-routes", "Replace the inference routes");
-  routes->add_option("FILE", flags->file, "Routes YAML (routes: [...])")->required();
+  routes
+      ->add_option("FILE", flags->file,
+                   "Routes file, YAML or JSON (routes: [...]; see openshell-proxy(1))")
+      ->required();
   bind(routes, [flags](proxy::ProxyControl& c) { return set_routes(c, flags->file); });
 
   CLI::App* stat = app->add_subcommand("status", "Show generation, listeners and counters");

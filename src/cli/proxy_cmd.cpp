@@ -20,6 +20,7 @@
 #include "openshell/core/proxy_protocol.hpp"
 #include "openshell/policy/loader.hpp"
 #include "openshell/proxy/control.hpp"
+#include "openshell/proxy/inference_routes.hpp"
 #include "openshell/proxy/server.hpp"
 #include "tls_flags.hpp"
 
@@ -30,7 +31,8 @@ namespace {
 struct ProxyFlags {
   proxy::ProxyOptions options;
   std::string policy_file;
-  std::string control;  // unix:PATH | tcp:HOST:PORT; empty: no control endpoint
+  std::string control;           // unix:PATH | tcp:HOST:PORT; empty: no control endpoint
+  std::string inference_routes;  // routes file loaded at start (`ctl set-routes` replaces it)
   std::string control_token_file;
   std::string identity_key_file;  // PROXY v2 identities from `openshell run` (HMAC key)
   std::string control_tls_cert;   // with _key and _client_ca: mutual TLS
@@ -158,6 +160,16 @@ int run_proxy(ProxyFlags& flags) {
         "(--require-identity denies instead)");
   }
 
+  proxy::InferenceRoutes initial_routes;
+  if (!flags.inference_routes.empty()) {
+    auto loaded = proxy::load_inference_routes(flags.inference_routes);
+    if (!loaded.ok()) {
+      log.error("{}", loaded.error().message);
+      return kExitFailure;
+    }
+    initial_routes = std::move(*loaded);
+  }
+
   // Signals are taken synchronously by this thread: block them before any worker thread starts
   // so every thread inherits the mask.
   sigset_t signals;
@@ -200,6 +212,17 @@ int run_proxy(ProxyFlags& flags) {
   proxy::LocalControlOptions control_options_local;
   if (interception) control_options_local.ca_pem = interception->ca().cert_pem();
   proxy::LocalProxyControl local_control(store, &server, std::move(control_options_local));
+  if (!flags.inference_routes.empty()) {
+    auto routes_set = local_control.set_routes(initial_routes);
+    for (proxy::InferenceRoute& route : initial_routes)
+      proxy::wipe_secret(route.api_key);
+    if (!routes_set.ok()) {
+      log.error("{}: {}", flags.inference_routes, routes_set.error().message);
+      server.shutdown(std::chrono::milliseconds(0));
+      return kExitFailure;
+    }
+    log.info("{} inference route(s) from {}", *routes_set, flags.inference_routes);
+  }
   std::unique_ptr<control::ControlServer> control_server;
   if (!flags.control.empty()) {
     control::ServerOptions control_options;
@@ -281,6 +304,10 @@ void add_proxy_command(CLI::App& root, Action& action) {
                   "user may connect and assert process identities)");
   app->add_option("--policy", flags->policy_file,
                   "Policy file (YAML or JSON); SIGHUP reloads it. Without it: deny-all")
+      ->check(CLI::ExistingFile);
+  app->add_option("--inference-routes", flags->inference_routes,
+                  "Inference routes file (YAML or JSON) served at inference.local; see "
+                  "INFERENCE ROUTES in openshell-proxy(1)")
       ->check(CLI::ExistingFile);
   app->add_option("--control", flags->control,
                   "Serve the control API on unix:PATH (socket 0600) or tcp:HOST:PORT (needs "

@@ -62,8 +62,16 @@ void add_sandbox_command(CLI::App& root, Action& action) {
   app->add_flag("--no-tty", o.no_tty, "Pass stdio through even if it is a terminal")->excludes(tty);
   app->add_option("--env", o.env, "KEY=VALUE for the command's environment (repeatable)")
       ->allow_extra_args(false);
+  app->add_option("--credential", o.credentials,
+                  "KEY=ENV_VAR or KEY=@FILE: a secret the proxy injects into requests; the "
+                  "command sees KEY=openshell:resolve:env:KEY (repeatable)")
+      ->allow_extra_args(false);
   app->add_flag("--allow-loopback-upstream", o.allow_loopback_upstream,
                 "Let the SSRF guard admit loopback upstreams (local testing only; warns)");
+  app->add_option("--inference-routes", o.inference_routes_file,
+                  "Inference routes file (YAML or JSON) served at inference.local; see "
+                  "INFERENCE ROUTES in openshell-proxy(1)")
+      ->check(CLI::ExistingFile);
   app->add_option("--upstream-ca", o.upstream_ca_paths,
                   "Extra roots (PEM) trusted for upstream certificates, beside the system bundle "
                   "(repeatable)")

@@ -85,15 +85,21 @@ Result<proxy::PolicySnapshot> GrpcProxyControl::get_policy() {
   return from_pb(response);
 }
 
-Result<std::map<std::string, std::string>> GrpcProxyControl::set_credentials(
-    const std::map<std::string, std::string>& credentials) {
+Result<std::map<std::string, std::string>> GrpcProxyControl::set_bound_credentials(
+    const proxy::CredentialMap& credentials) {
   grpc::ClientContext context;
   state_->prepare(context, true);
   auto request = state_->request<pb::SetCredentialsRequest>();
-  for (const auto& [key, value] : credentials) {
+  for (const auto& [key, spec] : credentials) {
     auto* credential = request.add_credentials();
     credential->set_key(key);
-    credential->set_value(value);
+    credential->set_value(spec.value);
+    for (const proxy::CredentialBinding& binding : spec.bindings) {
+      auto* out = credential->add_bindings();
+      out->set_host(binding.host);
+      out->set_port(binding.port);
+      out->set_path(binding.path);
+    }
   }
   pb::SetCredentialsResponse response;
   const grpc::Status status = state_->stub->SetCredentials(&context, request, &response);

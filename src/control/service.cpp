@@ -62,14 +62,27 @@ grpc::Status ControlService::SetCredentials(grpc::ServerContext* context,
                                             const v1::SetCredentialsRequest* request,
                                             v1::SetCredentialsResponse* response) {
   if (auto denied = admit(*context, request->protocol_version()); !denied.ok()) return denied;
-  std::map<std::string, std::string> credentials;
+  proxy::CredentialMap credentials;
   for (const auto& credential : request->credentials()) {
-    if (!credentials.emplace(credential.key(), credential.value()).second) {
+    proxy::CredentialSpec spec;
+    spec.value = credential.value();
+    for (const auto& binding : credential.bindings()) {
+      if (binding.port() > 65535) {
+        return {grpc::StatusCode::INVALID_ARGUMENT,
+                "credential " + credential.key() + ": binding port " +
+                    std::to_string(binding.port()) + " is not 0..65535"};
+      }
+      spec.bindings.push_back(
+          {binding.host(), static_cast<uint16_t>(binding.port()), binding.path()});
+    }
+    if (!credentials.emplace(credential.key(), std::move(spec)).second) {
       return {grpc::StatusCode::INVALID_ARGUMENT,
               "credential key '" + credential.key() + "' given twice"};
     }
   }
-  auto placeholders = control_.set_credentials(credentials);
+  auto placeholders = control_.set_bound_credentials(credentials);
+  for (auto& [key, spec] : credentials)
+    proxy::wipe(spec.value);
   if (!placeholders.ok()) return to_status(placeholders.error());
   for (const auto& [key, placeholder] : *placeholders)
     (*response->mutable_placeholders())[key] = placeholder;

@@ -2,9 +2,11 @@
 #include <asio/this_coro.hpp>
 
 #include "context.hpp"
+#include "inference_router.hpp"
 #include "io.hpp"
 #include "openshell/core/events.hpp"
 #include "openshell/proxy/http_response.hpp"
+#include "openshell/proxy/inference_api.hpp"
 #include "openshell/proxy/tunnel_sniff.hpp"
 #include "tls_tunnel.hpp"
 #include "tunnel_http.hpp"
@@ -27,10 +29,22 @@ asio::awaitable<void> refuse(ProxyContext& context, asio::ip::tcp::socket& clien
 // Whether this tunnel's bytes are looked at (spec §2.8 step 15, issue #5): never for `tls: skip`;
 // always for endpoints with L7 rules or credentials; for the rest only with --tls-intercept=all
 // (a standalone proxy's clients may not trust our CA).
-bool should_inspect(const ProxyContext& context, const policy::ConnectDecision& decision) {
+bool should_inspect(const ProxyContext& context, const policy::ConnectDecision& decision,
+                    std::string_view host, uint16_t port) {
   if (decision.primary != nullptr && decision.primary->tls_skip()) return false;
   return decision.has_l7_route || decision.needs_credential_inspection ||
-         context.options.intercept_all;
+         context.options.intercept_all ||
+         (context.credentials != nullptr && context.credentials->current()->may_apply(host, port));
+}
+
+// Spec §4.6: a `tls: skip` tunnel to an endpoint a credential is bound to would carry the
+// placeholder (or a secret the workload found elsewhere) uninspected; refused unless opted in.
+bool uninspected_credentials(const ProxyContext& context, const policy::ConnectDecision& decision,
+                             std::string_view host, uint16_t port) {
+  if (decision.primary == nullptr || !decision.primary->tls_skip()) return false;
+  if (decision.primary->source().allow_uninspected_credentials) return false;
+  return context.credentials != nullptr &&
+         context.credentials->current()->binds_endpoint(host, port);
 }
 
 asio::awaitable<void> relay_tunnel(ProxyContext& context, const ConnectionInfo& info,
@@ -147,6 +161,11 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
   }
   const std::string& host = target->host;
   const uint16_t port = target->port;
+  // A virtual host: no policy, identity or SSRF check applies (spec §5.1).
+  if (is_inference_host(host)) {
+    co_await handle_inference_connect(context, info, client, std::move(leftover));
+    co_return;
+  }
 
   const auto policy = context.store.current();
   const policy::ConnectDecision decision = decide_connection(context, info, *policy, host, port);
@@ -156,8 +175,15 @@ asio::awaitable<void> handle_connect(ProxyContext& context, const ConnectionInfo
     co_await refuse(context, client, connect_denied_response(host, port, decision.reason));
     co_return;
   }
+  if (uninspected_credentials(context, decision, host, port)) {
+    const std::string reason = "credentialed endpoint requires L7 inspection";
+    report_denial(context, info, events::network_open_denied(host, port, reason),
+                  DenialEvent{host, port, "-", reason, "credentials"});
+    co_await refuse(context, client, uninspected_credentials_response());
+    co_return;
+  }
   // Spec §2.8 step 11: a tunnel we would have to terminate cannot open without a CA.
-  const bool inspect = should_inspect(context, decision);
+  const bool inspect = should_inspect(context, decision, host, port);
   if (inspect && context.tls == nullptr) {
     context.log.emit(events::network_open_denied(host, port, "TLS termination unavailable")
                          .with_cid(info.cid)

@@ -11,6 +11,7 @@
 
 #include "openshell/core/correlation.hpp"
 #include "openshell/core/log.hpp"
+#include "openshell/proxy/credentials.hpp"
 #include "openshell/proxy/denials.hpp"
 #include "openshell/proxy/dialer.hpp"
 #include "openshell/proxy/http_head.hpp"
@@ -24,6 +25,10 @@ namespace openshell::proxy::tls {
 class Interception;
 }
 
+namespace openshell::proxy {
+class InferenceRouteTable;
+}
+
 namespace openshell::proxy::detail {
 
 struct ProxyContext {
@@ -34,7 +39,9 @@ struct ProxyContext {
   RelayShutdown& tunnels;
   core::Logger& log;
   SsrfOptions ssrf;
-  tls::Interception* tls = nullptr;  // null: no CA, tunnels that need termination get 503
+  tls::Interception* tls = nullptr;          // null: no CA, tunnels that need termination get 503
+  InferenceRouteTable* inference = nullptr;  // routes for inference.local; null: none (503)
+  CredentialStore* credentials = nullptr;    // null: no credentials (placeholders fail closed)
   std::atomic<bool> draining{false};
   std::atomic<size_t> active{0};
 };

@@ -4,10 +4,15 @@
 #include <variant>
 
 #include "body.hpp"
+#include "body_marker_guard.hpp"
 #include "context.hpp"
+#include "inference_router.hpp"
 #include "io.hpp"
 #include "openshell/core/events.hpp"
+#include "openshell/proxy/credential_rewrite.hpp"
 #include "openshell/proxy/http_response.hpp"
+#include "openshell/proxy/inference_api.hpp"
+#include "request_credentials.hpp"
 
 namespace openshell::proxy::detail {
 
@@ -89,7 +94,15 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
     co_return co_await answer(r, bad_request_response());
   }
 
-  const std::string_view log_path = path_without_query(uri.path);
+  // inference.local is served here, not forwarded (issue 8: plain HTTP too, unlike spec §5.1).
+  if (is_inference_host(uri.host)) {
+    const bool keep_alive =
+        co_await serve_inference_request(context, info, r.reader, head, uri.path, false);
+    co_return keep_alive ? Next::kKeepAlive : Next::kClose;
+  }
+
+  // Placeholders are redacted before anything sees the target (spec §4.4).
+  const std::string log_path = redact_target(path_without_query(uri.path));
   const auto policy = context.store.current();
   const EngineInput connection(info, uri.host, uri.port);
   const policy::ConnectDecision decision =
@@ -109,35 +122,55 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
     co_return co_await answer(r, invalid_request_target_response());
   }
   const auto& target = std::get<policy::CanonicalTarget>(canonical);
+  const std::string redacted_path = redact_target(target.path);
 
   if (decision.has_l7_route) {
     policy::QueryParams query;
-    if (target.has_query && !policy::parse_query(target.raw_query, query)) {
+    const std::string redacted_query = redact_target("?" + target.raw_query).substr(1);
+    if (target.has_query && !policy::parse_query(redacted_query, query)) {
       co_return co_await answer(r, invalid_request_target_response());
     }
     const policy::Decision l7 = policy->decide_request(
-        connection.get(), policy::RequestInput{head.method, target.path, &query});
+        connection.get(), policy::RequestInput{head.method, redacted_path, &query});
     const auto kind = l7.action == policy::Action::kAllow   ? events::L7Decision::kAllow
                       : l7.action == policy::Action::kAudit ? events::L7Decision::kAudit
                                                             : events::L7Decision::kDeny;
-    core::Event event = events::http_l7_decision(kind, head.method, uri.host, uri.port, target.path,
-                                                 l7.matched_policy, l7.reason)
+    core::Event event = events::http_l7_decision(kind, head.method, uri.host, uri.port,
+                                                 redacted_path, l7.matched_policy, l7.reason)
                             .with_cid(info.cid);
     if (l7.action == policy::Action::kDeny) {
       report_denial(context, info, std::move(event),
                     DenialEvent{uri.host, uri.port, "-", l7.reason, "forward-l7-deny"});
       if (l7.matched_policy.empty() || l7.layer == policy::Layer::kL4) {
         co_return co_await answer(
-            r, forward_denied_response(head.method, uri.host, uri.port, target.path));
+            r, forward_denied_response(head.method, uri.host, uri.port, redacted_path));
       }
       if (l7.reason == "no L7 endpoint path matched request") {
         co_return co_await answer(
-            r, forward_no_l7_path_response(head.method, uri.host, uri.port, target.path));
+            r, forward_no_l7_path_response(head.method, uri.host, uri.port, redacted_path));
       }
       co_return co_await answer(
-          r, forward_l7_denied_response(head.method, uri.host, uri.port, target.path, l7.reason));
+          r, forward_l7_denied_response(head.method, uri.host, uri.port, redacted_path, l7.reason));
     }
     context.log.emit(event);
+  }
+
+  // Secrets go in only now, after the policy saw the redacted target (spec §4.3).
+  std::string origin_target = target.path;
+  if (target.has_query) origin_target += "?" + target.raw_query;
+  const RequestCredentials credentials = request_credentials(context, uri.host, uri.port);
+  if (auto refusal = inject_head_credentials(context, info, credentials, origin_target, head)) {
+    co_return co_await answer(r, *refusal);
+  }
+  std::optional<std::string> rewritten_body;
+  if (wants_body_rewrite(decision, head)) {
+    BufferedBody buffered =
+        co_await buffer_credential_body(context, info, credentials, redacted_path, r.reader, head);
+    if (!buffered.body) {
+      if (buffered.refusal.empty()) co_return Next::kClose;
+      co_return co_await answer(r, buffered.refusal);
+    }
+    rewritten_body = std::move(buffered.body);
   }
 
   Upstream upstream = co_await open_upstream(context, uri.host, uri.port, decision);
@@ -171,8 +204,6 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
   const Clock::time_point started = Clock::now();
   TcpStream origin(*upstream.socket);
   const bool expect_continue = take_expect_continue(head);
-  std::string origin_target = target.path;
-  if (target.has_query) origin_target += "?" + target.raw_query;
   const std::string upstream_head =
       rewrite_forward_head(head, uri, origin_target, UpstreamConnection::kClose);
   if (co_await write_all(origin, upstream_head, idle)) {
@@ -184,8 +215,25 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
   const BodyFraming request_framing = head.chunked              ? BodyFraming::kChunked
                                       : head.content_length > 0 ? BodyFraming::kLength
                                                                 : BodyFraming::kNone;
-  const BodyRelay request_body =
-      co_await relay_body(r.reader, origin, request_framing, head.content_length.value_or(0), idle);
+  BodyRelay request_body;
+  if (rewritten_body) {
+    const std::error_code error = co_await write_all(origin, *rewritten_body, idle);
+    request_body.ok = !error;
+    request_body.bytes = rewritten_body->size();
+    if (error) request_body.error = "write failed: " + error.message();
+    wipe(*rewritten_body);
+  } else if (guards_streamed_body(credentials, head)) {
+    const GuardedBodyRelay guarded = co_await relay_body_without_markers(
+        r.reader, origin, request_framing, head.content_length.value_or(0), idle);
+    if (guarded.marker) {
+      co_return co_await answer(
+          r, body_marker_refusal(context, info, credentials, head.method, redacted_path));
+    }
+    request_body = guarded.relay;
+  } else {
+    request_body = co_await relay_body(r.reader, origin, request_framing,
+                                       head.content_length.value_or(0), idle);
+  }
   if (!request_body.ok) {
     context.log.emit(forward_event("FORWARD request body rejected", uri, head.method, log_path)
                          .denied()
@@ -234,8 +282,8 @@ asio::awaitable<Next> forward_one(ForwardRequest& r) {
       from_origin, r.client, framing, response.head.content_length.value_or(0), idle);
   context.log.emit(
       forward_event("FORWARD allowed " + head.method + " " + uri.host + ":" +
-                        std::to_string(uri.port) + std::string(target.path),
-                    uri, head.method, target.path)
+                        std::to_string(uri.port) + redacted_path,
+                    uri, head.method, redacted_path)
           .allowed()
           .with_http_status(response.head.status)
           .with_traffic(response_body.bytes, request_body.bytes)

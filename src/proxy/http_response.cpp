@@ -179,6 +179,11 @@ std::string credential_unavailable_response() {
                        "Credential placeholder could not be resolved");
 }
 
+std::string credential_body_too_large_response() {
+  return error_message("413 Payload Too Large", "credential_body_too_large",
+                       "Request body too large for credential rewriting");
+}
+
 std::string credential_endpoint_mismatch_response() {
   return error_message(kForbidden, "credential_endpoint_mismatch",
                        "Credential is not authorized for this request endpoint");

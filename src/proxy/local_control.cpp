@@ -10,6 +10,7 @@
 
 #include "openshell/policy/loader.hpp"
 #include "openshell/proxy/control.hpp"
+#include "openshell/proxy/inference_routes.hpp"
 #include "openshell/proxy/policy_store.hpp"
 #include "openshell/proxy/server.hpp"
 #include "openshell_config.hpp"
@@ -21,19 +22,7 @@ namespace {
 // How often an idle watch looks at its stop condition (client gone, shutdown).
 constexpr std::chrono::milliseconds kWatchPoll{200};
 // Bounds on what a controller may store: the proxy holds these in memory for its lifetime.
-constexpr size_t kMaxCredentials = 1024;
-constexpr size_t kMaxSecretBytes = 64 * 1024;
 constexpr size_t kMaxRoutes = 256;
-
-bool valid_credential_key(std::string_view key) {
-  if (key.empty() || key.size() > 256) return false;
-  const auto head = static_cast<unsigned char>(key.front());
-  if (!(std::isalpha(head) || head == '_')) return false;
-  return std::all_of(key.begin(), key.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return std::isalnum(u) || u == '_';
-  });
-}
 
 // The static sections a sandbox applies once at startup (spec §1.1).
 bool same_filesystem(const std::optional<policy::FilesystemPolicy>& a,
@@ -81,7 +70,7 @@ std::string sha256_hex(std::string_view text) {
 }
 
 std::string credential_placeholder(std::string_view key) {
-  return "openshell:resolve:env:" + std::string(key);
+  return std::string(kPlaceholderPrefix) + std::string(key);
 }
 
 struct LocalProxyControl::State {
@@ -93,8 +82,10 @@ struct LocalProxyControl::State {
 
   std::mutex mutex;  // guards everything below
   PolicySnapshot policy;
-  std::map<std::string, std::string> credentials;
-  std::vector<InferenceRoute> routes;
+  // Key names only: the secrets live in the server's CredentialStore (or, without a server, in
+  // this snapshot), never in a second copy here.
+  std::shared_ptr<const CredentialSet> credentials;
+  std::vector<std::string> route_names;  // the routes themselves (and keys) live in the proxy
   uint64_t pushes = 0;
   uint64_t push_failures = 0;
   bool closed = false;
@@ -195,32 +186,18 @@ Result<PolicySnapshot> LocalProxyControl::get_policy() {
   return snapshot;
 }
 
-Result<std::map<std::string, std::string>> LocalProxyControl::set_credentials(
-    const std::map<std::string, std::string>& credentials) {
-  if (credentials.size() > kMaxCredentials) {
-    return make_error(Errc::kLimit, "too many credentials: " + std::to_string(credentials.size()) +
-                                        " (at most " + std::to_string(kMaxCredentials) + ")");
-  }
+Result<std::map<std::string, std::string>> LocalProxyControl::set_bound_credentials(
+    const CredentialMap& credentials) {
+  auto set = CredentialSet::build(credentials);
+  if (!set.ok()) return set.error();
   std::map<std::string, std::string> placeholders;
-  for (const auto& [key, value] : credentials) {
-    if (!valid_credential_key(key)) {
-      return make_error(Errc::kInvalidArgument,
-                        "credential key '" + key + "' is not [A-Za-z_][A-Za-z0-9_]*");
-    }
-    if (value.size() > kMaxSecretBytes) {
-      return make_error(Errc::kInvalidArgument, "credential " + key + ": value longer than " +
-                                                    std::to_string(kMaxSecretBytes) + " bytes");
-    }
-    // Such a value could never be injected into a header safely (spec §4.3).
-    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
-      return make_error(Errc::kInvalidArgument,
-                        "credential " + key + ": value contains CR, LF or NUL");
-    }
+  for (const auto& [key, spec] : credentials)
     placeholders.emplace(key, credential_placeholder(key));
-  }
   State& s = *state_;
   const std::lock_guard lock(s.mutex);
-  s.credentials = credentials;
+  // The replaced snapshot's secrets are wiped once the last request using it lets go.
+  if (s.server != nullptr) s.server->credentials().replace(*set);
+  s.credentials = std::move(*set);
   return placeholders;
 }
 
@@ -229,29 +206,37 @@ Result<size_t> LocalProxyControl::set_routes(const std::vector<InferenceRoute>& 
     return make_error(Errc::kLimit, "too many inference routes: " + std::to_string(routes.size()) +
                                         " (at most " + std::to_string(kMaxRoutes) + ")");
   }
+  // The copy is what the proxy keeps (its keys wiped when replaced); protocols compare lowercase.
+  InferenceRoutes stored = routes;
+  const auto refuse = [&stored](Error error) {
+    for (InferenceRoute& route : stored)
+      wipe_secret(route.api_key);
+    return error;
+  };
   std::vector<std::string> names;
-  for (size_t i = 0; i < routes.size(); ++i) {
-    const InferenceRoute& route = routes[i];
+  for (size_t i = 0; i < stored.size(); ++i) {
+    InferenceRoute& route = stored[i];
     const std::string where = "routes[" + std::to_string(i) + "]";
-    if (route.name.empty()) return make_error(Errc::kInvalidArgument, where + ": name is empty");
+    for (std::string& protocol : route.protocols)
+      std::transform(protocol.begin(), protocol.end(), protocol.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (std::find(names.begin(), names.end(), route.name) != names.end()) {
-      return make_error(Errc::kInvalidArgument,
-                        where + ": duplicate route name '" + route.name + "'");
+      return refuse(make_error(Errc::kInvalidArgument,
+                               where + ": duplicate route name '" + route.name + "'"));
     }
     names.push_back(route.name);
-    if (!route.endpoint.starts_with("https://") && !route.endpoint.starts_with("http://")) {
-      return make_error(Errc::kInvalidArgument, where + " (" + route.name +
-                                                    "): endpoint must be an http(s) URL, got '" +
-                                                    route.endpoint + "'");
-    }
-    if (route.protocols.empty()) {
-      return make_error(Errc::kInvalidArgument,
-                        where + " (" + route.name + "): protocols is empty");
+    if (auto valid = validate_inference_route(route, where); !valid.ok()) {
+      return refuse(valid.error());
     }
   }
   State& s = *state_;
-  const std::lock_guard lock(s.mutex);
-  s.routes = routes;
+  const std::lock_guard lock(s.mutex);  // names and routes change together
+  if (s.server != nullptr) {
+    s.server->inference_routes().replace(std::move(stored));
+  } else {
+    (void)refuse(Error{});  // no proxy to serve them: only the names are kept
+  }
+  s.route_names = std::move(names);
   return routes.size();
 }
 
@@ -273,10 +258,8 @@ Result<ProxyStatus> LocalProxyControl::status() {
   if (s.policy.generation == status.generation) status.policy_digest = s.policy.digest;
   status.counters.policy_pushes = s.pushes;
   status.counters.policy_push_failures = s.push_failures;
-  for (const auto& [key, value] : s.credentials)
-    status.credential_keys.push_back(key);
-  for (const InferenceRoute& route : s.routes)
-    status.route_names.push_back(route.name);
+  if (s.credentials) status.credential_keys = s.credentials->keys();
+  status.route_names = s.route_names;
   return status;
 }
 

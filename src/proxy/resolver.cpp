@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <system_error>
 #include <utility>
 
 namespace openshell::proxy {
@@ -135,10 +136,8 @@ Result<std::vector<policy::IpAddress>> system_lookup(const std::string& host,
 
 Resolver::Resolver(ResolverOptions options, LookupFunction lookup)
     : options_(options), lookup_(lookup ? std::move(lookup) : LookupFunction(system_lookup)) {
-  const std::size_t count = std::max<std::size_t>(options_.threads, 1);
-  threads_.reserve(count);
-  for (std::size_t i = 0; i < count; ++i)
-    threads_.emplace_back([this] { worker_loop(); });
+  options_.threads = std::max<std::size_t>(options_.threads, 1);
+  threads_.reserve(options_.threads);
 }
 
 Resolver::~Resolver() {
@@ -172,6 +171,18 @@ bool Resolver::enqueue(const std::shared_ptr<Lookup>& lookup) {
     std::lock_guard lock(mutex_);
     if (stopping_ || queue_.size() >= options_.max_pending) return false;
     queue_.push_back(lookup);
+    // Workers start on demand, up to options_.threads: a proxy that never resolves a name (a
+    // sandbox running a short command) never pays for creating and joining them.
+    if (idle_ < queue_.size() && threads_.size() < options_.threads) {
+      try {
+        threads_.emplace_back([this] { worker_loop(); });
+      } catch (const std::system_error&) {
+        if (threads_.empty()) {  // nobody would ever pick it up
+          queue_.pop_back();
+          return false;
+        }
+      }
+    }
   }
   wake_.notify_one();
   return true;
@@ -182,7 +193,9 @@ void Resolver::worker_loop() {
     std::shared_ptr<Lookup> lookup;
     {
       std::unique_lock lock(mutex_);
+      ++idle_;
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      --idle_;
       if (stopping_) return;
       lookup = std::move(queue_.front());
       queue_.pop_front();

@@ -19,12 +19,14 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "context.hpp"
 #include "io.hpp"
 #include "openshell/core/events.hpp"
 #include "openshell/proxy/http_response.hpp"
+#include "openshell/proxy/inference_routes.hpp"
 
 namespace openshell::proxy {
 
@@ -168,6 +170,8 @@ struct ProxyServer::State {
   Resolver resolver;
   DenialAggregator denials;
   RelayShutdown tunnels;
+  CredentialStore credentials;
+  InferenceRouteTable inference_routes;
   detail::ProxyContext context;
   // Declared last so it is destroyed first: pending coroutine frames die before what they use.
   asio::io_context io;
@@ -180,6 +184,11 @@ struct ProxyServer::State {
   std::vector<Listener> listeners;
   asio::steady_timer denial_timer{io};
   std::vector<std::thread> threads;
+  // The I/O threads past the first start with the first connection (grow_threads): a sandbox
+  // whose command never connects does not pay for creating and joining them.
+  std::mutex extra_threads_mutex;
+  std::vector<std::thread> extra_threads;
+  std::atomic<bool> grown{false};
   std::atomic<bool> stopped{false};
   std::atomic<uint64_t> accepted{0};
 
@@ -190,6 +199,7 @@ struct ProxyServer::State {
         context{options, store, resolver, denials, tunnels, *logger, {}},
         io(static_cast<int>(thread_count())) {
     context.ssrf.allow_loopback_upstream = options.allow_loopback_upstream;
+    context.credentials = &credentials;
   }
 
   size_t thread_count() const {
@@ -204,6 +214,7 @@ struct ProxyServer::State {
   // After an accept error: false when the listener is closed, else waits the backoff out.
   asio::awaitable<bool> accept_failed(const std::error_code& error, bool still_open,
                                       std::chrono::milliseconds& backoff);
+  void grow_threads();
   Result<void> bind_unix(const std::string& text, const std::string& path);
   asio::awaitable<void> flush_denials();
   void emit_summaries();
@@ -261,9 +272,18 @@ asio::awaitable<void> ProxyServer::State::accept_loop(UnixStream::acceptor& acce
   }
 }
 
+void ProxyServer::State::grow_threads() {
+  std::lock_guard lock(extra_threads_mutex);
+  if (stopped.load()) return;  // shutdown() has taken (or is about to take) the list
+  for (size_t i = 1; i < thread_count(); ++i) {  // the first one runs since start()
+    extra_threads.emplace_back([this] { io.run(); });
+  }
+}
+
 void ProxyServer::State::serve(tcp::socket socket, const tcp::endpoint& peer,
                                detail::Transport transport) {
   accepted.fetch_add(1, std::memory_order_relaxed);
+  if (!grown.exchange(true)) grow_threads();
   if (context.active.load() >= options.max_connections) {
     logger->emit(core::Event::network(core::NetworkActivity::kRefuse)
                      .denied()
@@ -326,6 +346,11 @@ ProxyServer::ProxyServer(ProxyOptions options, PolicyStore& store,
                          std::shared_ptr<core::Logger> logger, tls::Interception* interception)
     : state_(std::make_unique<State>(std::move(options), store, std::move(logger))) {
   state_->context.tls = interception;
+  state_->context.inference = &state_->inference_routes;
+}
+
+InferenceRouteTable& ProxyServer::inference_routes() {
+  return state_->inference_routes;
 }
 
 ProxyServer::~ProxyServer() {
@@ -430,10 +455,8 @@ void ProxyServer::start() {
     }
   }
   asio::co_spawn(s.io, s.flush_denials(), asio::detached);
-  const size_t count = s.thread_count();
-  for (size_t i = 0; i < count; ++i) {
-    s.threads.emplace_back([&s] { s.io.run(); });
-  }
+  // One thread until the first connection; grow_threads() starts the rest.
+  s.threads.emplace_back([&s] { s.io.run(); });
 }
 
 void ProxyServer::shutdown(std::chrono::milliseconds grace) {
@@ -478,6 +501,13 @@ void ProxyServer::shutdown(std::chrono::milliseconds grace) {
   for (auto& thread : s.threads)
     thread.join();
   s.threads.clear();
+  std::vector<std::thread> extra;
+  {
+    std::lock_guard lock(s.extra_threads_mutex);
+    extra.swap(s.extra_threads);
+  }
+  for (auto& thread : extra)
+    thread.join();
   s.resolver.shutdown();
   s.emit_summaries();
 }
@@ -492,6 +522,10 @@ uint64_t ProxyServer::connections_total() const {
 
 DenialAggregator& ProxyServer::denials() {
   return state_->denials;
+}
+
+CredentialStore& ProxyServer::credentials() {
+  return state_->credentials;
 }
 
 }  // namespace openshell::proxy

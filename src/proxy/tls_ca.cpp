@@ -540,7 +540,51 @@ std::string combined_ca_bundle(std::string_view ca_pem) {
   return bundle;
 }
 
-Result<void> write_pem_file(const std::string& path, std::string_view pem) {
+namespace {
+
+// Writes all of `bytes`; the failing call's name, or nullptr (errno then says why).
+const char* write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t wrote = ::write(fd, bytes.data(), bytes.size());
+    if (wrote < 0 && errno == EINTR) continue;
+    if (wrote < 0) return "write";
+    bytes.remove_prefix(static_cast<size_t>(wrote));
+  }
+  return nullptr;
+}
+
+// Appends the rest of `from` to `to`: in the kernel (copy_file_range), or through a buffer
+// where the kernel cannot (another filesystem type, an old kernel). Adds the bytes to `copied`.
+const char* copy_all(int from, int to, size_t& copied) {
+  for (bool kernel = true;;) {
+    if (kernel) {
+      const ssize_t n = ::copy_file_range(from, nullptr, to, nullptr, size_t{1} << 30, 0);
+      if (n > 0) {
+        copied += static_cast<size_t>(n);
+        continue;
+      }
+      if (n == 0) return nullptr;
+      if (errno == EINTR) continue;
+      if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL) {
+        return "copy_file_range";
+      }
+      kernel = false;
+    }
+    std::array<char, 16384> chunk{};
+    const ssize_t n = ::read(from, chunk.data(), chunk.size());
+    if (n == 0) return nullptr;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return "read";
+    if (const char* failed = write_all(to, std::string_view(chunk.data(), static_cast<size_t>(n))))
+      return failed;
+    copied += static_cast<size_t>(n);
+  }
+}
+
+// Through a temporary file in the same directory, renamed over `path` once `fill` succeeded:
+// readers never see a half-written file. `fill` returns the failing call's name, or nullptr.
+template <typename Fill>
+Result<void> write_atomically(const std::string& path, Fill&& fill) {
   const auto failure = [&path](std::string_view call, int err) {
     return make_error(Errc::kIo,
                       "cannot write " + path + ": " + Error::from_errno(call, err).message);
@@ -548,7 +592,6 @@ Result<void> write_pem_file(const std::string& path, std::string_view pem) {
   std::string temp = path + ".XXXXXX";  // same directory, so rename() is atomic
   const int fd = mkostemp(temp.data(), O_CLOEXEC);
   if (fd < 0) return failure("mkostemp", errno);
-  std::string_view rest = pem;
   const char* call = nullptr;
   int err = 0;
   // No fsync: readers must never see a half-written file, but nothing needs it across a crash.
@@ -556,16 +599,7 @@ Result<void> write_pem_file(const std::string& path, std::string_view pem) {
     call = "fchmod";
     err = errno;
   }
-  while (call == nullptr && !rest.empty()) {
-    const ssize_t wrote = ::write(fd, rest.data(), rest.size());
-    if (wrote < 0 && errno == EINTR) continue;
-    if (wrote < 0) {
-      call = "write";
-      err = errno;
-      break;
-    }
-    rest.remove_prefix(static_cast<size_t>(wrote));
-  }
+  if (call == nullptr && (call = fill(fd)) != nullptr) err = errno;
   if (::close(fd) != 0 && call == nullptr) {
     call = "close";
     err = errno;
@@ -579,6 +613,40 @@ Result<void> write_pem_file(const std::string& path, std::string_view pem) {
     return failure(call, err);
   }
   return {};
+}
+
+}  // namespace
+
+Result<void> write_pem_file(const std::string& path, std::string_view pem) {
+  return write_atomically(path, [pem](int fd) { return write_all(fd, pem); });
+}
+
+Result<void> write_ca_bundle_file(const std::string& path, std::string_view ca_pem) {
+  return write_atomically(path, [ca_pem](int fd) -> const char* {
+    for (const char* system : kSystemBundles) {
+      const int from = ::open(system, O_RDONLY | O_CLOEXEC);
+      if (from < 0) continue;
+      struct stat status {};
+      if (::fstat(from, &status) != 0 || !S_ISREG(status.st_mode)) {
+        ::close(from);
+        continue;
+      }
+      size_t copied = 0;
+      const char* failed = copy_all(from, fd, copied);
+      char last = '\n';
+      if (failed == nullptr && copied > 0 &&
+          ::pread(from, &last, 1, static_cast<off_t>(copied - 1)) != 1) {
+        failed = "pread";
+      }
+      const int saved = errno;
+      ::close(from);
+      errno = saved;
+      if (failed != nullptr) return failed;
+      if (last != '\n' && (failed = write_all(fd, "\n")) != nullptr) return failed;
+      break;
+    }
+    return write_all(fd, ca_pem);
+  });
 }
 
 }  // namespace openshell::proxy::tls

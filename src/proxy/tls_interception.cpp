@@ -5,6 +5,7 @@
 #include <mbedtls/cipher.h>
 
 #include <array>
+#include <asio/post.hpp>
 #include <fstream>
 
 #include "openshell/proxy/tls_settings.hpp"
@@ -115,10 +116,20 @@ Result<std::unique_ptr<Interception>> Interception::create(const InterceptionOpt
 }
 
 Result<void> Interception::load_roots(const InterceptionOptions& options) {
-  for (const char* bundle : kSystemBundles) {
-    if (!readable(bundle)) continue;
-    // A positive return counts certificates that failed to parse; the rest are loaded.
-    if (mbedtls_x509_crt_parse_file(&roots_, bundle) >= 0) break;
+  if (options.defer_system_roots) {
+    for (const char* bundle : kSystemBundles) {
+      if (readable(bundle)) {
+        system_bundle_ = bundle;
+        break;
+      }
+    }
+  } else {
+    for (const char* bundle : kSystemBundles) {
+      if (!readable(bundle)) continue;
+      // A positive return counts certificates that failed to parse; the rest are loaded.
+      if (mbedtls_x509_crt_parse_file(&roots_, bundle) >= 0) break;
+    }
+    std::call_once(system_roots_once_, [] {});  // nothing left to load on first need
   }
   for (const std::string& path : options.upstream_ca_paths) {
     const size_t before = count_certificates(roots_);
@@ -129,12 +140,51 @@ Result<void> Interception::load_roots(const InterceptionOptions& options) {
     }
   }
   root_count_ = count_certificates(roots_);
-  if (root_count_ == 0) {
+  if (root_count_ == 0 && system_bundle_.empty()) {
     return make_error(Errc::kNotFound,
                       "TLS interception: no trusted roots (no system CA bundle and no "
                       "--upstream-ca): upstream certificates could never be verified");
   }
   return {};
+}
+
+void Interception::load_system_roots() {
+  std::call_once(system_roots_once_, [this] {
+    if (system_bundle_.empty()) return;  // --upstream-ca roots only, already loaded
+    // The bundle was readable at start; whatever it yields now is what upstreams are checked
+    // against. Failing here fails every upstream handshake (closed), never skips verification.
+    const int rc = mbedtls_x509_crt_parse_file(&roots_, system_bundle_.c_str());
+    root_count_ = count_certificates(roots_);
+    if (root_count_ == 0) {
+      roots_error_ =
+          make_error(Errc::kNotFound,
+                     "TLS interception: no trusted roots could be loaded from " + system_bundle_ +
+                         (rc < 0 ? " (mbedTLS error " + std::to_string(rc) + ")" : "") +
+                         ": upstream certificates cannot be verified");
+    }
+  });
+}
+
+const mbedtls_ssl_config& Interception::upstream_config() {
+  load_system_roots();
+  return upstream_;
+}
+
+size_t Interception::trusted_roots() {
+  load_system_roots();
+  return root_count_;
+}
+
+Result<void> Interception::upstream_roots() {
+  load_system_roots();
+  if (roots_error_) return *roots_error_;
+  return {};
+}
+
+void Interception::prefetch_roots() {
+  if (prefetched_.exchange(true)) return;
+  // The destructor joins minting_ before freeing the roots, so `this` outlives the task.
+  asio::post(minting_, [this] { load_system_roots(); });
 }
 
 void Interception::remember_session(const std::string& origin, const mbedtls_ssl_context& ssl) {

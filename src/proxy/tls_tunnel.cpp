@@ -86,6 +86,8 @@ asio::awaitable<void> intercept_tls_tunnel(ProxyContext& context, const Connecti
                          .with_src(info.peer_ip, info.peer_port));
   };
 
+  // Queued ahead of the leaf on the minting thread: loading deferred roots there, not here.
+  tls.prefetch_roots();
   auto leaf = co_await tls.leaves().get(target.host);
   if (!leaf.ok()) {
     failed("leaf certificate", leaf.error().message);
@@ -100,14 +102,18 @@ asio::awaitable<void> intercept_tls_tunnel(ProxyContext& context, const Connecti
   } else {
     mbedtls_ssl_set_verify(&origin_tls.ssl(), &verify_ip_san, const_cast<std::string*>(&address));
   }
-  tls.resume_session(origin, origin_tls.ssl());
-  const std::error_code origin_error = co_await origin_tls.handshake(deadline);
   std::string origin_failure;
-  if (origin_error) {
-    origin_failure = handshake_failure(origin_tls, origin_error);
+  if (Result<void> roots = tls.upstream_roots(); !roots.ok()) {
+    origin_failure = roots.error().message;
     failed("to origin", origin_failure);
   } else {
-    tls.remember_session(origin, origin_tls.ssl());
+    tls.resume_session(origin, origin_tls.ssl());
+    if (const std::error_code origin_error = co_await origin_tls.handshake(deadline)) {
+      origin_failure = handshake_failure(origin_tls, origin_error);
+      failed("to origin", origin_failure);
+    } else {
+      tls.remember_session(origin, origin_tls.ssl());
+    }
   }
 
   TlsStream client_tls(client, (*leaf)->server_config);

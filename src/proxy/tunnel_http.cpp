@@ -6,9 +6,12 @@
 #include <variant>
 
 #include "body.hpp"
+#include "body_marker_guard.hpp"
 #include "openshell/core/events.hpp"
+#include "openshell/proxy/credential_rewrite.hpp"
 #include "openshell/proxy/http_response.hpp"
 #include "openshell/proxy/response_head.hpp"
+#include "request_credentials.hpp"
 
 namespace openshell::proxy::detail {
 
@@ -27,6 +30,8 @@ struct Tunnel {
   StreamReader upstream;
   std::shared_ptr<const policy::CompiledPolicy> policy;
   policy::ConnectDecision decision;
+  std::optional<std::string> body;  // a credential-rewritten request body, sent instead
+  bool guard_body = false;          // credentials are set: a streamed body is scanned for markers
 };
 
 bool is_h2c_upgrade(const RequestHead& head) {
@@ -69,14 +74,33 @@ struct Exchange {
   uint64_t response_bytes = 0;
   bool keep_alive = false;
   bool upgraded = false;
-  bool answered = false;  // some response bytes reached the client
+  bool answered = false;     // some response bytes reached the client
+  bool body_marker = false;  // the request body carried a credential placeholder marker
   std::string failure;
 };
 
 asio::awaitable<bool> send_request_body(Tunnel& t, const RequestHead& head, Exchange& result) {
+  if (t.body) {
+    const std::error_code error =
+        co_await write_all(t.upstream_stream, *t.body, t.context.options.idle_timeout);
+    result.request_bytes = t.body->size();
+    wipe(*t.body);
+    t.body.reset();
+    if (error) result.failure = "request body: " + error.message();
+    co_return !error;
+  }
   const BodyFraming framing = head.chunked                          ? BodyFraming::kChunked
                               : head.content_length.value_or(0) > 0 ? BodyFraming::kLength
                                                                     : BodyFraming::kNone;
+  if (t.guard_body) {
+    const GuardedBodyRelay guarded = co_await relay_body_without_markers(
+        t.client, t.upstream_stream, framing, head.content_length.value_or(0),
+        t.context.options.idle_timeout);
+    result.request_bytes = guarded.relay.bytes;
+    result.body_marker = guarded.marker;
+    if (!guarded.relay.ok) result.failure = "request body: " + guarded.relay.error;
+    co_return guarded.relay.ok;
+  }
   const BodyRelay body =
       co_await relay_body(t.client, t.upstream_stream, framing, head.content_length.value_or(0),
                           t.context.options.idle_timeout);
@@ -217,22 +241,24 @@ asio::awaitable<Next> serve_request(Tunnel& t, RequestHead& head) {
 
   // The canonical target is what the policy sees and, on inspected endpoints, what the origin
   // receives, so the two can never disagree about the path.
-  std::string log_path(path_only(head.target));
+  // Placeholders are redacted before anything sees the target (spec §4.4).
+  std::string log_path = redact_target(path_only(head.target));
   std::string_view policy_name = t.decision.matched_policy;
   std::string reason;
   auto kind = events::L7Decision::kAllow;
   const auto canonical =
       policy::canonicalize_target(head.target, policy::canon_options(t.decision));
   if (const auto* target = std::get_if<policy::CanonicalTarget>(&canonical)) {
-    log_path = target->path;
+    log_path = redact_target(target->path);
     if (inspect) {
       policy::QueryParams query;
-      if (target->has_query && !policy::parse_query(target->raw_query, query)) {
+      const std::string redacted_query = redact_target("?" + target->raw_query).substr(1);
+      if (target->has_query && !policy::parse_query(redacted_query, query)) {
         co_return co_await refuse(t, invalid_request_target_response());
       }
       const EngineInput connection(t.info, host, port);
       const policy::Decision l7 = t.policy->decide_request(
-          connection.get(), policy::RequestInput{head.method, target->path, &query});
+          connection.get(), policy::RequestInput{head.method, log_path, &query});
       if (!l7.matched_policy.empty()) policy_name = l7.matched_policy;
       reason = l7.reason;
       kind = l7.action == policy::Action::kAllow   ? events::L7Decision::kAllow
@@ -244,7 +270,9 @@ asio::awaitable<Next> serve_request(Tunnel& t, RequestHead& head) {
                           .with_duration_ms(0)
                           .with_dst_ip(t.target.dst_ip),
                       DenialEvent{host, port, "-", reason, "l7-deny"});
-        const std::string_view binary = t.info.identity ? t.info.identity->exe : "";
+        // Both arms string_view: with "" the arms would meet in a temporary std::string copy.
+        const std::string_view binary =
+            t.info.identity ? std::string_view(t.info.identity->exe) : std::string_view();
         co_return co_await refuse(t, l7_denied_response(L7Denial{policy_name, head.method, log_path,
                                                                  host, port, binary, reason}));
       }
@@ -255,6 +283,20 @@ asio::awaitable<Next> serve_request(Tunnel& t, RequestHead& head) {
     co_return co_await refuse(t, invalid_request_target_response());
   }
 
+  const RequestCredentials credentials = request_credentials(context, host, port);
+  if (auto refusal = inject_head_credentials(context, t.info, credentials, head.target, head)) {
+    co_return co_await refuse(t, *refusal);
+  }
+  if (wants_body_rewrite(t.decision, head)) {
+    BufferedBody buffered =
+        co_await buffer_credential_body(context, t.info, credentials, log_path, t.client, head);
+    if (!buffered.body) {
+      if (buffered.refusal.empty()) co_return Next::kClose;
+      co_return co_await refuse(t, buffered.refusal);
+    }
+    t.body = std::move(buffered.body);
+  }
+  t.guard_body = !t.body && guards_streamed_body(credentials, head);
   const Exchange result = co_await exchange(t, head);
   core::Event event = request_event(t, head, log_path, policy_name, kind, reason);
   event.with_http_status(result.status)
@@ -266,6 +308,10 @@ asio::awaitable<Next> serve_request(Tunnel& t, RequestHead& head) {
   if (!result.failure.empty()) event.with_field("failure", result.failure);
   if (result.upgraded) event.with_field("upgraded", "true");
   context.log.emit(event);
+  if (result.body_marker && !result.answered) {
+    co_return co_await refuse(
+        t, body_marker_refusal(context, t.info, credentials, head.method, log_path));
+  }
   if (!result.failure.empty() && !result.answered) {
     co_return co_await refuse(t, upstream_unreachable_response(host, port));
   }
@@ -277,8 +323,9 @@ asio::awaitable<Next> serve_request(Tunnel& t, RequestHead& head) {
 asio::awaitable<void> serve_http_tunnel(ProxyContext& context, const ConnectionInfo& info,
                                         const TunnelTarget& target, StreamReader& client,
                                         ByteStream& upstream) {
-  Tunnel tunnel{context,       info,           target, client, upstream, StreamReader(upstream),
-                target.policy, target.decision};
+  Tunnel tunnel{
+      context,         info, target, client, upstream, StreamReader(upstream), target.policy,
+      target.decision, {}};
   for (;;) {
     std::optional<RequestHead> head =
         co_await read_request_head(context, client, true, kTunnelRequestHeadLimit);

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <optional>
 
+#include "credential_flags.hpp"
 #include "denial_summary.hpp"
 #include "openshell/control/endpoint.hpp"
 #include "openshell/control/server.hpp"
@@ -22,6 +23,7 @@
 #include "openshell/core/scope_exit.hpp"
 #include "openshell/policy/loader.hpp"
 #include "openshell/proxy/control.hpp"
+#include "openshell/proxy/inference_routes.hpp"
 #include "openshell/proxy/server.hpp"
 #include "openshell/proxy/tls_interception.hpp"
 #include "openshell/runtime/pty.hpp"
@@ -112,15 +114,18 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   // 4. The interception CA (threads from here on) and the files the child trusts.
   proxy::tls::InterceptionOptions tls_options;
   tls_options.upstream_ca_paths = options.upstream_ca_paths;
+  // Parsed on the first intercepted handshake, not before the child starts (4 ms of mbedTLS).
+  tls_options.defer_system_roots = true;
   auto interception = proxy::tls::Interception::create(tls_options);
   if (!interception.ok()) {
     log.error("{}", interception.error().message);
     return rt::kExitSetupFailed;
   }
   const std::string& ca_pem = (*interception)->ca().cert_pem();
-  for (const auto& [path, pem] : {std::pair{ca_path, ca_pem},
-                                  std::pair{bundle_path, proxy::tls::combined_ca_bundle(ca_pem)}}) {
-    if (auto written = proxy::tls::write_pem_file(path, pem); !written.ok()) {
+  // The bundle: the system's bytes copied in the kernel, then our CA (nothing read or parsed).
+  for (const auto& written : {proxy::tls::write_pem_file(ca_path, ca_pem),
+                              proxy::tls::write_ca_bundle_file(bundle_path, ca_pem)}) {
+    if (!written.ok()) {
       log.error("{}", written.error().message);
       return rt::kExitSetupFailed;
     }
@@ -130,6 +135,12 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   MainCommand command;
   command.argv = options.command;
   command.env = options.env;
+  auto secrets = read_credential_flags(options.credentials);
+  if (!secrets.ok()) {
+    log.error("{}", secrets.error().message);
+    return rt::kExitSetupFailed;
+  }
+  command.env.insert(command.env.end(), secrets->child_env.begin(), secrets->child_env.end());
   command.network = rt::SandboxNetwork::kProxy;
   command.ca_bundle = bundle_path;
   command.tty = tty;
@@ -213,6 +224,18 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
     }
   } else {
     log.info("no --policy given: the proxy is deny-all until `ctl push-policy` sends one");
+  }
+  if (!options.inference_routes_file.empty()) {
+    auto routes = proxy::load_inference_routes(options.inference_routes_file);
+    if (!routes.ok()) return abandon(routes.error().message);
+    auto routes_set = control.set_routes(*routes);
+    for (proxy::InferenceRoute& route : *routes)
+      proxy::wipe_secret(route.api_key);
+    if (!routes_set.ok()) return abandon("inference routes: " + routes_set.error().message);
+  }
+  if (!secrets->secrets.empty()) {
+    auto placeholders = control.set_bound_credentials(secrets->secrets);
+    if (!placeholders.ok()) return abandon("--credential: " + placeholders.error().message);
   }
   DenialTally denial_tally(server.denials());  // reported once the child has ended
   server.start();

@@ -37,8 +37,8 @@ class GrpcProxyControl final : public proxy::ProxyControl {
 
   Result<proxy::PushOutcome> push_policy(const proxy::PolicyPush& push) override;
   Result<proxy::PolicySnapshot> get_policy() override;
-  Result<std::map<std::string, std::string>> set_credentials(
-      const std::map<std::string, std::string>& credentials) override;
+  Result<std::map<std::string, std::string>> set_bound_credentials(
+      const proxy::CredentialMap& credentials) override;
   Result<size_t> set_routes(const std::vector<proxy::InferenceRoute>& routes) override;
   Result<proxy::ProxyStatus> status() override;
   Result<void> watch_denials(const proxy::WatchOptions& options,

@@ -13,6 +13,7 @@
 
 #include "openshell/core/result.hpp"
 #include "openshell/policy/diagnostic.hpp"
+#include "openshell/proxy/credentials.hpp"
 #include "openshell/proxy/denials.hpp"
 
 namespace openshell::proxy {
@@ -92,9 +93,21 @@ class ProxyControl {
   // successful call; the Error path is for transport and protocol failures.
   virtual Result<PushOutcome> push_policy(const PolicyPush& push) = 0;
   virtual Result<PolicySnapshot> get_policy() = 0;
-  // Replaces the credential set; returns key → placeholder (spec §4.2), never the secrets.
-  virtual Result<std::map<std::string, std::string>> set_credentials(
-      const std::map<std::string, std::string>& credentials) = 0;
+  // Replaces the credential set; returns key → placeholder (spec §4.2), never the secrets. A
+  // key with bindings is injected only into requests to those endpoints (spec §4.1).
+  virtual Result<std::map<std::string, std::string>> set_bound_credentials(
+      const CredentialMap& credentials) = 0;
+  // The same without bindings: every key is usable on any request the policy allows.
+  Result<std::map<std::string, std::string>> set_credentials(
+      const std::map<std::string, std::string>& credentials) {
+    CredentialMap specs;
+    for (const auto& [key, value] : credentials)
+      specs[key].value = value;
+    auto placeholders = set_bound_credentials(specs);
+    for (auto& [key, spec] : specs)
+      wipe(spec.value);
+    return placeholders;
+  }
   // Replaces the inference routes; returns how many are now configured.
   virtual Result<size_t> set_routes(const std::vector<InferenceRoute>& routes) = 0;
   virtual Result<ProxyStatus> status() = 0;
@@ -126,8 +139,8 @@ class LocalProxyControl final : public ProxyControl {
 
   Result<PushOutcome> push_policy(const PolicyPush& push) override;
   Result<PolicySnapshot> get_policy() override;
-  Result<std::map<std::string, std::string>> set_credentials(
-      const std::map<std::string, std::string>& credentials) override;
+  Result<std::map<std::string, std::string>> set_bound_credentials(
+      const CredentialMap& credentials) override;
   Result<size_t> set_routes(const std::vector<InferenceRoute>& routes) override;
   Result<ProxyStatus> status() override;
   Result<void> watch_denials(const WatchOptions& options, const DenialCallback& callback) override;

@@ -52,6 +52,7 @@ std::string l7_denied_response(const L7Denial& denial);  // 403 + X-OpenShell-Po
 std::string request_authority_mismatch_response();       // 403
 std::string credential_unavailable_response();           // 500
 std::string credential_endpoint_mismatch_response();     // 403
+std::string credential_body_too_large_response();        // 413, body over 256 KiB
 
 // --- Forward proxy (spec §2.10) -----------------------------------------------------------------
 std::string https_forward_response();             // 400 "Use CONNECT for HTTPS URLs", text

@@ -90,7 +90,8 @@ class Resolver {
   std::condition_variable wake_;
   std::deque<std::shared_ptr<Lookup>> queue_;
   bool stopping_ = false;
-  std::vector<std::thread> threads_;
+  std::size_t idle_ = 0;              // workers waiting for a lookup
+  std::vector<std::thread> threads_;  // grows on demand in enqueue(), under mutex_
 };
 
 }  // namespace openshell::proxy

@@ -9,6 +9,7 @@
 
 #include "openshell/core/log.hpp"
 #include "openshell/core/result.hpp"
+#include "openshell/proxy/credentials.hpp"
 #include "openshell/proxy/denials.hpp"
 #include "openshell/proxy/options.hpp"
 #include "openshell/proxy/policy_store.hpp"
@@ -18,6 +19,7 @@ namespace openshell::proxy {
 namespace tls {
 class Interception;
 }
+class InferenceRouteTable;
 
 class ProxyServer {
  public:
@@ -50,6 +52,10 @@ class ProxyServer {
   // Client connections accepted since start (including those refused by the cap).
   uint64_t connections_total() const;
   DenialAggregator& denials();
+  // The routes `inference.local` serves (empty until a controller sets them).
+  InferenceRouteTable& inference_routes();
+  // Secrets for placeholder substitution (spec §4); LocalProxyControl::set_credentials fills it.
+  CredentialStore& credentials();
 
  private:
   struct State;

@@ -79,4 +79,8 @@ std::string combined_ca_bundle(std::string_view ca_pem);
 // 0644 whatever the umask: the sandboxed child must be able to read it whatever its uid.
 Result<void> write_pem_file(const std::string& path, std::string_view pem);
 
+// The same file as write_pem_file(path, combined_ca_bundle(ca_pem)), the system bundle's bytes
+// copied in the kernel rather than read into memory (`openshell sandbox` writes one per start).
+Result<void> write_ca_bundle_file(const std::string& path, std::string_view ca_pem);
+
 }  // namespace openshell::proxy::tls

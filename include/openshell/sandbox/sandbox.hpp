@@ -24,9 +24,12 @@ struct SandboxOptions {
   bool tty = false;
   bool no_tty = false;
   std::vector<std::string> env;
+  // --credential KEY=ENV_VAR | KEY=@FILE: secrets for the proxy; the child sees placeholders.
+  std::vector<std::string> credentials;
   // Proxy (the meaning of `openshell proxy`'s flags of the same name).
   bool allow_loopback_upstream = false;
   std::vector<std::string> upstream_ca_paths;
+  std::string inference_routes_file;  // routes served at inference.local; empty: none
   std::vector<std::string> command;
 };
 

@@ -17,6 +17,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <string>
@@ -353,4 +354,41 @@ TEST_CASE("resolver: shutdown fails queued lookups and refuses new ones", "[reso
   REQUIRE_FALSE(r2.ok());
   CHECK(r2.error().code == Errc::kUnavailable);
   resolver.shutdown();  // idempotent
+}
+
+namespace {
+
+size_t threads_of_this_process() {
+  size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task"))
+    ++count;
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE("resolver: workers start with the lookups that need them, up to the limit",
+          "[resolver]") {
+  Gate gate;
+  ResolverOptions options;
+  options.threads = 2;
+  const size_t before = threads_of_this_process();
+  Resolver resolver(options, [&](const std::string&, uint16_t) -> Result<std::vector<IpAddress>> {
+    gate.wait();
+    return std::vector<IpAddress>{ip("127.0.0.1")};
+  });
+  CHECK(threads_of_this_process() == before);  // a proxy that never resolves starts none
+  IoThread io;
+  const size_t idle = threads_of_this_process();
+  auto first = start(io.io(), resolver, "one.test");
+  auto second = start(io.io(), resolver, "two.test");
+  REQUIRE(gate.wait_for_waiters(2));
+  auto third = start(io.io(), resolver, "three.test");  // queued: both workers are busy
+  while (resolver.pending() == 0)
+    std::this_thread::sleep_for(1ms);
+  CHECK(threads_of_this_process() == idle + 2);
+  gate.open();
+  CHECK(get(first).ok());
+  CHECK(get(second).ok());
+  CHECK(get(third).ok());
 }

@@ -28,6 +28,7 @@ using openshell::proxy::tls::CertificateAuthority;
 using openshell::proxy::tls::combined_ca_bundle;
 using openshell::proxy::tls::LeafCertificate;
 using openshell::proxy::tls::TlsRandom;
+using openshell::proxy::tls::write_ca_bundle_file;
 using openshell::proxy::tls::write_pem_file;
 using Leaf = std::shared_ptr<const LeafCertificate>;
 
@@ -552,6 +553,18 @@ TEST_CASE("tls ca: write_pem_file errors name the path", "[tls_ca]") {
   auto written = write_pem_file(path, "x");
   REQUIRE_FALSE(written.ok());
   CHECK_THAT(written.error().message, Catch::Matchers::Contains(path));
+}
+
+TEST_CASE("tls ca: the bundle file is the combined bundle, copied without reading", "[tls_ca]") {
+  const std::string ca_pem = shared_ca().cert_pem();
+  openshell::test::TempDir dir("openshell-tls");
+  const std::string path = dir.file("bundle.pem");
+  auto written = write_ca_bundle_file(path, ca_pem);
+  REQUIRE(written.ok());
+  CHECK(read(path) == combined_ca_bundle(ca_pem));
+  auto failed = write_ca_bundle_file("/nonexistent-openshell-dir/bundle.pem", ca_pem);
+  REQUIRE_FALSE(failed.ok());
+  CHECK_THAT(failed.error().message, Catch::Matchers::Contains("/nonexistent-openshell-dir"));
 }
 
 TEST_CASE("tls ca: the combined bundle is the system bundle, a newline, then the CA", "[tls_ca]") {
