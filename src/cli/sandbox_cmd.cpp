@@ -77,6 +77,13 @@ void add_sandbox_command(CLI::App& root, Action& action) {
                   "(repeatable)")
       ->check(CLI::ExistingFile)
       ->allow_extra_args(false);
+  auto* ssh = app->add_option("--ssh", o.ssh,
+                              "Serve SSH on unix:PATH (socket 0600, its directory 0700): `exec` "
+                              "runs commands inside the sandbox with the same isolation");
+  app->add_option("--ssh-authorized-keys", o.ssh_authorized_keys,
+                  "OpenSSH authorized_keys file: the keys --ssh accepts")
+      ->check(CLI::ExistingFile)
+      ->needs(ssh);
   flags->log.level = "warn";
   flags->log.add_to(*app);
   app->get_option("--log-level")->default_str("warn");
@@ -88,6 +95,14 @@ void add_sandbox_command(CLI::App& root, Action& action) {
       if (!endpoint.ok()) throw CLI::ValidationError("--control", endpoint.error().message);
       if (endpoint->kind != control::Endpoint::Kind::kUnix) {
         throw CLI::ValidationError("--control", "sandbox serves control on unix:PATH only");
+      }
+    }
+    if (!flags->options.ssh.empty()) {
+      if (!flags->options.ssh.starts_with("unix:") || flags->options.ssh.size() == 5) {
+        throw CLI::ValidationError("--ssh", "unix:PATH only (tcp: is not supported yet)");
+      }
+      if (flags->options.ssh_authorized_keys.empty()) {
+        throw CLI::ValidationError("--ssh", "needs --ssh-authorized-keys FILE");
       }
     }
     for (const std::string& assignment : flags->options.env) {

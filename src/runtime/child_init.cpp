@@ -172,6 +172,14 @@ void harden_init(const Plan& plan) {
   if (const int err = apply_seccomp(*plan.seccomp); err != 0) fail(plan, "init: seccomp", err);
 }
 
+int exit_code_of(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return kExitSetupFailed;
+}
+
+}  // namespace
+
 // Builds the ruleset from the paths as this mount namespace shows them (see SpawnerConfig).
 // The init is a fork of the single-threaded spawner, so allocating here is safe. The caller
 // already logged every best_effort degradation from its own view, so ours are not repeated;
@@ -183,14 +191,6 @@ LandlockRuleset prepare_ruleset(const Plan& plan) {
   if (!prepared.ok()) fail(plan, prepared.error().message.c_str(), 0);
   return std::move(*prepared);
 }
-
-int exit_code_of(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return kExitSetupFailed;
-}
-
-}  // namespace
 
 void report(int fd, uint32_t kind, const char* step, const char* detail, int err) noexcept {
   Report record;

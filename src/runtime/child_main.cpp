@@ -110,7 +110,14 @@ void run_main(const Plan& plan, const LandlockRuleset& landlock) noexcept {
   if (::prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(SIGKILL), 0UL, 0UL, 0UL) != 0) {
     fail(plan, "PR_SET_PDEATHSIG", errno);
   }
-  if (::getppid() != 1) fail(plan, "parent check: the sandbox init is gone", ESRCH);
+  // A session's parent is the spawner, outside the pid namespace (getppid() says 0); once it is
+  // gone the session is reparented to the sandbox's init and getppid() says 1.
+  if (::getppid() != (plan.session ? 0 : 1)) {
+    fail(plan,
+         plan.session ? "parent check: the spawner is gone"
+                      : "parent check: the sandbox init is gone",
+         ESRCH);
+  }
 
   if (landlock.active()) {
     if (const int err = apply_landlock(landlock); err != 0) {

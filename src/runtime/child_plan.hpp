@@ -23,6 +23,8 @@ struct Report {
 };
 inline constexpr uint32_t kReportFatal = 1;
 inline constexpr uint32_t kReportWarning = 2;
+// A session's joiner announces the session process: `err` carries its pid (see run_session).
+inline constexpr uint32_t kReportSessionPid = 3;
 
 struct Plan {
   // The main process.
@@ -59,6 +61,13 @@ struct Plan {
   // The bypass monitor's filter, installed by the init so every process of the sandbox carries
   // it; its listener goes to the spawner (see hand_over_bypass_listener). nullptr: no monitor.
   const SeccompProgram* bypass_filter = nullptr;
+
+  // A session joining a running sandbox (run_session) instead of a new sandbox: setns(2) into the
+  // namespaces of the init behind `join_pidfd` (CLONE_NEW* flags in `join_flags`). Its parent is
+  // the spawner, outside the sandbox's pid namespace.
+  bool session = false;
+  int join_pidfd = -1;
+  int join_flags = 0;
 };
 
 // Writes one record: `step` and `detail` (e.g. a path) joined by a space, truncated to fit.
@@ -77,5 +86,14 @@ int reset_signal_state() noexcept;
 // The main process: session, working directory, privilege drop, Landlock (with the ruleset the
 // init prepared; inactive: none), seccomp, fds, exec.
 [[noreturn]] void run_main(const Plan& plan, const LandlockRuleset& landlock) noexcept;
+
+// Builds the Landlock ruleset from the paths as the current mount namespace shows them; fatal
+// (reported) on a hard_requirement failure. Allocates: only in a fork of the spawner.
+LandlockRuleset prepare_ruleset(const Plan& plan);
+
+// A session's joiner, forked by the spawner: joins the sandbox's namespaces, prepares Landlock
+// there, then clones the session process as the spawner's own child (CLONE_PARENT, so the
+// spawner reaps it), reports its pid and exits. The session process runs run_main.
+[[noreturn]] void run_session(const Plan& plan) noexcept;
 
 }  // namespace openshell::runtime::child

@@ -26,11 +26,14 @@ inline constexpr size_t kMaxMessageBytes = size_t{8} << 20;
 inline constexpr size_t kMaxFds = 4;
 
 enum class Type : uint32_t {
-  kSpawn = 1,        // runtime -> spawner: SandboxSpec; fds: stdin, stdout, stderr
-  kSpawned = 2,      // spawner -> runtime: pid, warnings; fds: pidfd [, listener] [, bypass]
-                     // [, socket diag]
-  kSpawnFailed = 3,  // spawner -> runtime: SpawnFailure
-  kExited = 4,       // spawner -> runtime: SandboxExit
+  kSpawn = 1,         // runtime -> spawner: SandboxSpec; fds: stdin, stdout, stderr
+  kSpawned = 2,       // spawner -> runtime: pid, warnings; fds: pidfd [, listener] [, bypass]
+                      // [, socket diag]
+  kSpawnFailed = 3,   // spawner -> runtime: SpawnFailure
+  kExited = 4,        // spawner -> runtime: SandboxExit
+  kSpawnSession = 5,  // runtime -> spawner: SandboxSpec; fds: stdin, stdout, stderr, the pidfd of
+                      // the sandbox's init (answered by kSpawned with the session's pid and
+                      // pidfd, or kSpawnFailed)
 };
 
 struct Message {

@@ -3,6 +3,7 @@
 #include "openshell/runtime/spawner.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -107,6 +108,32 @@ Result<Sandbox, SpawnFailure> Spawner::spawn(const SandboxSpec& spec, const Sand
   auto sent = protocol::send_message(channel_.get(), protocol::Type::kSpawn,
                                      protocol::encode_spec(spec), fds);
   if (!sent.ok()) return SpawnFailure{kExitSetupFailed, sent.error().message, {}};
+  return await_spawned();
+}
+
+Result<Session, SpawnFailure> Spawner::spawn_session(int sandbox_pidfd, const SandboxSpec& spec,
+                                                     const SandboxStdio& stdio) {
+  if (!channel_) return spawner_gone("not running");
+  const int fds[4] = {stdio.in, stdio.out, stdio.err, sandbox_pidfd};
+  auto sent = protocol::send_message(channel_.get(), protocol::Type::kSpawnSession,
+                                     protocol::encode_spec(spec), fds);
+  if (!sent.ok()) return SpawnFailure{kExitSetupFailed, sent.error().message, {}};
+  auto spawned = await_spawned();
+  if (!spawned.ok()) return spawned.error();
+  // A session's reply carries its pidfd and nothing else.
+  return Session(spawned->pid(), UniqueFd(::fcntl(spawned->pidfd(), F_DUPFD_CLOEXEC, 0)),
+                 spawned->warnings());
+}
+
+Result<void> Session::signal(int signal_number) const {
+  if (!pidfd_) return make_error(Errc::kInvalidArgument, "no session");
+  if (::syscall(SYS_pidfd_send_signal, pidfd_.get(), signal_number, nullptr, 0U) != 0) {
+    return Error::from_errno("pidfd_send_signal");
+  }
+  return {};
+}
+
+Result<Sandbox, SpawnFailure> Spawner::await_spawned() {
   for (;;) {
     auto received = protocol::receive_message(channel_.get());
     if (!received.ok()) return spawner_gone(received.error().message);
@@ -140,6 +167,7 @@ Result<Sandbox, SpawnFailure> Spawner::spawn(const SandboxSpec& spec, const Sand
                        std::move(spawned->warnings));
       }
       case protocol::Type::kSpawn:
+      case protocol::Type::kSpawnSession:
         return spawner_gone("unexpected message");
     }
     return spawner_gone("unknown message");

@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,9 +19,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "child_plan.hpp"
@@ -189,6 +192,7 @@ struct Reports {
   std::optional<child::Report> fatal;
   std::vector<std::string> warnings;
   bool timed_out = false;
+  pid_t session_pid = -1;  // a session's joiner announced the session process
 };
 Reports read_reports(int pipe_fd, std::chrono::steady_clock::time_point deadline) {
   Reports reports;
@@ -204,12 +208,41 @@ Reports read_reports(int pipe_fd, std::chrono::steady_clock::time_point deadline
     const ssize_t got = ::read(pipe_fd, &record, sizeof record);
     if (got < 0 && errno == EINTR) continue;
     if (got != static_cast<ssize_t>(sizeof record)) return reports;  // EOF
-    if (record.kind == child::kReportWarning) {
+    if (record.kind == child::kReportSessionPid) {
+      reports.session_pid = static_cast<pid_t>(record.err);
+    } else if (record.kind == child::kReportWarning) {
       reports.warnings.push_back(describe(record) + "; continuing without it (best_effort)");
     } else if (!reports.fatal) {
       reports.fatal = record;
     }
   }
+}
+
+// The namespaces a session must join, asked of the kernel rather than taken from the request:
+// joining the caller's own network or user namespace is not a no-op for a rootless spawner (it
+// lacks the capability), and a wrong request must not leave a session outside the sandbox.
+Result<int> session_join_flags(int init_pidfd) {
+  const std::string fdinfo = "/proc/self/fdinfo/" + std::to_string(init_pidfd);
+  UniqueFd info(::open(fdinfo.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!info) return Error::from_errno("session: open " + fdinfo);
+  char text[1024] = {};
+  if (::read(info.get(), text, sizeof text - 1) <= 0) return Error::from_errno("session: read");
+  const char* pid_line = std::strstr(text, "\nPid:");
+  const long pid = pid_line != nullptr ? std::strtol(pid_line + 5, nullptr, 10) : -1;
+  if (pid <= 0) return make_error(Errc::kUnavailable, "session: the sandbox has ended");
+  int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID;
+  for (const auto& [name, flag] :
+       {std::pair{"net", CLONE_NEWNET}, std::pair{"user", CLONE_NEWUSER}}) {
+    struct stat theirs {};
+    struct stat ours {};
+    const std::string path = "/proc/" + std::to_string(pid) + "/ns/" + name;
+    if (::stat(path.c_str(), &theirs) != 0) return Error::from_errno("session: stat " + path);
+    if (::stat((std::string("/proc/self/ns/") + name).c_str(), &ours) != 0) {
+      return Error::from_errno("session: stat /proc/self/ns");
+    }
+    if (theirs.st_ino != ours.st_ino || theirs.st_dev != ours.st_dev) flags |= flag;
+  }
+  return flags;
 }
 
 int failure_exit_code(const child::Report& report) {
@@ -238,6 +271,7 @@ class Loop {
         auto message = protocol::receive_message(channel_);
         if (!message.ok() || !message->has_value()) shutdown();
         if ((*message)->type == protocol::Type::kSpawn) handle_spawn(**message);
+        if ((*message)->type == protocol::Type::kSpawnSession) handle_session(**message);
       }
     }
   }
@@ -371,6 +405,83 @@ class Loop {
                                     static_cast<bool>(bypass), static_cast<bool>(socket_diag)};
     (void)protocol::send_message(channel_, protocol::Type::kSpawned,
                                  protocol::encode_spawned(spawned), fds);
+  }
+
+  // A session in a running sandbox (see child_session.cpp): the same plan as a main process,
+  // joined to the init's namespaces instead of new ones.
+  void handle_session(protocol::Message& request) {
+    PlanStorage storage;
+    // The sandbox is named by its init's pidfd, so any spawner may join it (the SSH server
+    // has one of its own: see ssh_server.hpp); a dead init makes setns fail with ESRCH.
+    auto spec = protocol::decode_spec(request.payload);
+    if (!spec || request.fds.size() != 4) {
+      return reply_failure({kExitSetupFailed, "malformed session request", {}});
+    }
+    storage.spec = std::move(*spec);
+    if (auto problem = validate(storage.spec)) {
+      return reply_failure({kExitSetupFailed, *problem, {}});
+    }
+    child::Plan plan = make_plan(storage);
+    for (int i = 0; i < 3; ++i)
+      plan.stdio[i] = request.fds[i].get();
+    plan.landlock_rules = config_.landlock ? &*config_.landlock : nullptr;
+    plan.seccomp = &config_.seccomp;
+    plan.session = true;
+    UniqueFd init_pidfd = std::move(request.fds[3]);
+    plan.join_pidfd = init_pidfd.get();
+    auto join_flags = session_join_flags(init_pidfd.get());
+    if (!join_flags.ok()) return reply_failure({kExitSetupFailed, join_flags.error().message, {}});
+    plan.join_flags = *join_flags;
+    if (((plan.join_flags & CLONE_NEWUSER) != 0) != storage.spec.user_namespace) {
+      return reply_failure(
+          {kExitSetupFailed, "session: user_namespace differs from the sandbox's", {}});
+    }
+
+    int report_pipe[2];
+    if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
+      return reply_failure({kExitSetupFailed, Error::from_errno("pipe2").message, {}});
+    }
+    UniqueFd report_read(report_pipe[0]);
+    UniqueFd report_write(report_pipe[1]);
+    plan.report_fd = report_write.get();
+    // The joiner: reaped quietly by reap() (it is not in running_); it exits right after it
+    // cloned the session process.
+    const long joiner = ::syscall(SYS_clone, static_cast<unsigned long>(SIGCHLD), nullptr, nullptr,
+                                  nullptr, nullptr);
+    if (joiner < 0) {
+      return reply_failure({kExitSetupFailed, Error::from_errno("session: fork").message, {}});
+    }
+    if (joiner == 0) {
+      ::close(report_read.release());
+      child::run_session(plan);
+    }
+    report_write.reset();
+    init_pidfd.reset();
+    Reports reports =
+        read_reports(report_read.get(), std::chrono::steady_clock::now() + kSetupTimeout);
+    const pid_t pid = reports.session_pid;
+    if (pid > 0) running_.push_back({pid, UniqueFd(), false});  // quiet unless it starts
+    if (reports.timed_out) {
+      ::kill(static_cast<pid_t>(joiner), SIGKILL);
+      if (pid > 0) ::kill(pid, SIGKILL);
+      return reply_failure({kExitSetupFailed,
+                            "session setup did not finish within " +
+                                std::to_string(kSetupTimeout.count() / 1000) + " s",
+                            {}});
+    }
+    if (reports.fatal) {
+      if (pid > 0) ::kill(pid, SIGKILL);
+      return reply_failure(
+          {failure_exit_code(*reports.fatal), describe(*reports.fatal), reports.warnings});
+    }
+    if (pid <= 0) return reply_failure({kExitSetupFailed, "session: no process", {}});
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));
+    if (!pidfd) return abandon(pid, Error::from_errno("session: pidfd_open").message);
+    running_.back().notify = true;
+    const int fds[] = {pidfd.get()};
+    (void)protocol::send_message(
+        channel_, protocol::Type::kSpawned,
+        protocol::encode_spawned({pid, reports.warnings, false, false, false}), fds);
   }
 
   void abandon(pid_t pid, std::string message) {

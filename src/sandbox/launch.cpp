@@ -18,7 +18,7 @@ namespace rt = openshell::runtime;
 
 std::optional<Isolation> prepare_isolation(const StaticPolicy& policy, const Directories& dirs,
                                            const std::string& ca_bundle, bool tty,
-                                           core::Logger& log) {
+                                           core::Logger& log, bool session_spawner) {
   std::optional<rt::Pty> pty;
   std::vector<std::string> devices;
   if (tty) {
@@ -61,13 +61,22 @@ std::optional<Isolation> prepare_isolation(const StaticPolicy& policy, const Dir
     log.error("spawner: {}", spawner.error().message);
     return std::nullopt;
   }
+  std::optional<rt::Spawner> sessions;
+  if (session_spawner) {
+    auto started = rt::Spawner::start(config);
+    if (!started.ok()) {
+      log.error("SSH session spawner: {}", started.error().message);
+      return std::nullopt;
+    }
+    sessions = std::move(*started);
+  }
   // Before the first thread: every thread inherits the mask, the supervisor reads the signals.
   auto signals = rt::LifecycleSignals::block();
   if (!signals.ok()) {
     log.error("signals: {}", signals.error().message);
     return std::nullopt;
   }
-  return Isolation{std::move(pty), std::move(*spawner), std::move(*signals)};
+  return Isolation{std::move(pty), std::move(*spawner), std::move(*signals), std::move(sessions)};
 }
 
 Result<rt::SandboxSpec> main_command_spec(const MainCommand& command,

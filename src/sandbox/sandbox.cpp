@@ -32,6 +32,7 @@
 #include "openshell/sandbox/launch.hpp"
 #include "openshell/sandbox/static_setup.hpp"
 #include "process_identity.hpp"
+#include "ssh_setup.hpp"
 #include "trust_dir.hpp"
 
 namespace openshell::sandbox {
@@ -108,7 +109,7 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
 
   const bool tty = options.tty || (!options.no_tty && ::isatty(0) == 1 && ::isatty(1) == 1);
   // 3. Security layers and the spawner, while this process is single-threaded.
-  auto isolation = prepare_isolation(*policy, *dirs, bundle_path, tty, log);
+  auto isolation = prepare_isolation(*policy, *dirs, bundle_path, tty, log, !options.ssh.empty());
   if (!isolation) return rt::kExitSetupFailed;
 
   // 4. The interception CA (threads from here on) and the files the child trusts.
@@ -249,6 +250,16 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
     }
   }
 
+  std::unique_ptr<rt::SshServer> ssh_server;  // before the proxy goes: sessions use it
+  if (!options.ssh.empty()) {
+    ssh_server = start_ssh_server(options, *isolation, child, *spec, log);
+    if (!ssh_server) {
+      if (control_server) control_server->shutdown();
+      server.shutdown(kProxyStopGrace);
+      return abandon("--ssh " + options.ssh + ": not started; sandbox stopped");
+    }
+  }
+
   core::ProcessInfo launched;
   launched.name = spec->program;
   launched.pid = child.pid();
@@ -262,6 +273,7 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   const int code =
       rt::supervise(isolation->spawner, child, isolation->signals, supervise_options, log);
   raw.reset();
+  ssh_server.reset();
   if (bypass_monitor) {
     bypass_monitor->stop();
     log_bypass_totals(*bypass_monitor, log);

@@ -133,6 +133,27 @@ class Sandbox {
   std::vector<std::string> warnings_;
 };
 
+// A session process in a running sandbox (Spawner::spawn_session), as seen from the caller. It
+// is the spawner's child: its end arrives as a SandboxExit with its pid (exit code, or signal).
+class Session {
+ public:
+  Session() = default;
+  Session(pid_t pid, UniqueFd pidfd, std::vector<std::string> warnings)
+      : pid_(pid), pidfd_(std::move(pidfd)), warnings_(std::move(warnings)) {}
+
+  // Numbered in the caller's pid namespace.
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_.get(); }
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  // Signals the session's program itself (not its process group).
+  Result<void> signal(int signal_number) const;
+
+ private:
+  pid_t pid_ = -1;
+  UniqueFd pidfd_;
+  std::vector<std::string> warnings_;
+};
+
 // A sandbox's init ended: `wait_status` as waitpid reports it. The init exits with the main
 // process's code, or 128+N when the main process died of signal N.
 struct SandboxExit {
@@ -157,6 +178,18 @@ class Spawner {
   // Creates a sandbox and waits until its main process has exec'd (or failed).
   Result<Sandbox, SpawnFailure> spawn(const SandboxSpec& spec, const SandboxStdio& stdio);
 
+  // Starts a process inside the running sandbox whose init `sandbox_pidfd` is (Sandbox::pidfd(),
+  // of this or another spawner of this process) and waits until it has exec'd
+  // (or failed): it joins the sandbox's namespaces and gets exactly the main process's isolation
+  // (privilege drop, Landlock, the seccomp deny filter, a new session, `stdio`), but not the bypass
+  // monitor's filter (see child_session.cpp). `spec` is the sandbox's own spec with another
+  // command, environment, working directory or `tty`. The namespaces joined are the ones the
+  // init has (asked of the kernel; `network` and the mount lists are ignored), and a
+  // `user_namespace` that does not match the sandbox's is refused. It dies with the sandbox (its
+  // pid namespace) and with the spawner (parent-death signal).
+  Result<Session, SpawnFailure> spawn_session(int sandbox_pidfd, const SandboxSpec& spec,
+                                              const SandboxStdio& stdio);
+
   // Readable when an exit notice (or the spawner's end) is waiting: poll it, then read_exit().
   int event_fd() const { return channel_.get(); }
   // The next exit notice without blocking: nullopt when none is waiting; an error when the
@@ -168,6 +201,8 @@ class Spawner {
  private:
   Spawner(pid_t pid, UniqueFd channel) : pid_(pid), channel_(std::move(channel)) {}
   void stop() noexcept;
+  // The answer to a spawn or session request; exit notices that arrive first are queued.
+  Result<Sandbox, SpawnFailure> await_spawned();
 
   pid_t pid_ = -1;
   UniqueFd channel_;

@@ -25,12 +25,14 @@ struct Isolation {
   std::optional<runtime::Pty> pty;
   runtime::Spawner spawner;
   runtime::LifecycleSignals signals;
+  // The SSH server's own spawner for its sessions (prepare_isolation's `session_spawner`).
+  std::optional<runtime::Spawner> sessions;
 };
 
 // Errors are logged; nullopt means nothing was started (exit kExitSetupFailed).
 std::optional<Isolation> prepare_isolation(const StaticPolicy& policy, const Directories& dirs,
                                            const std::string& ca_bundle, bool tty,
-                                           core::Logger& log);
+                                           core::Logger& log, bool session_spawner = false);
 
 struct MainCommand {
   std::vector<std::string> argv;

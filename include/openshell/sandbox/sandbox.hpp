@@ -30,6 +30,9 @@ struct SandboxOptions {
   bool allow_loopback_upstream = false;
   std::vector<std::string> upstream_ca_paths;
   std::string inference_routes_file;  // routes served at inference.local; empty: none
+  // SSH (issue 9): unix:PATH, and the keys it accepts; empty: no SSH server.
+  std::string ssh;
+  std::string ssh_authorized_keys;
   std::vector<std::string> command;
 };
 

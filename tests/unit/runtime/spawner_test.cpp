@@ -4,6 +4,7 @@
 // refuses a process with threads, and other tests in this binary may have left some.
 #include "openshell/runtime/spawner.hpp"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <optional>
 #include <string>
@@ -223,5 +225,145 @@ TEST_CASE("spawner: no sandbox outlives its spawner") {
             pid = sandbox->pid();
           }  // ~Spawner: the spawner SIGKILLs and reaps its sandboxes, then exits
           return ::kill(pid, 0) != 0 && errno == ESRCH ? 0 : 3;
+        }) == 0);
+}
+
+namespace {
+
+// Everything `fd` delivers until EOF (or kWaitMs).
+std::string read_all(int fd) {
+  std::string text;
+  char buffer[256];
+  for (;;) {
+    pollfd ready{fd, POLLIN, 0};
+    if (::poll(&ready, 1, kWaitMs) <= 0) return text;
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got <= 0) return text;
+    text.append(buffer, static_cast<size_t>(got));
+  }
+}
+
+// Spawns a sandbox running sleep and a session in it printing its network namespace and uid;
+// 0 when the session shares the main process's namespace and runs as the sandbox user.
+int session_joins(bool rootless) {
+  if (rootless && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+                   ::setresuid(65534, 65534, 65534) != 0)) {
+    return 1;
+  }
+  auto spawner = start_spawner();
+  if (!spawner) return 2;
+  auto spec = spec_for({"/bin/sleep", "30"});
+  spec.user_namespace = rootless;
+  auto sandbox = spawner->spawn(spec, {});
+  if (!sandbox.ok()) {
+    std::fprintf(stderr, "spawn: %s\n", sandbox.error().message.c_str());
+    return 3;
+  }
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) return 4;
+  rt::UniqueFd out_read(out[0]);
+  rt::UniqueFd out_write(out[1]);
+  auto session_spec = spec;
+  session_spec.program = "/bin/sh";
+  session_spec.argv = {"/bin/sh", "-c", "readlink /proc/self/ns/net; id -u; echo $$"};
+  auto session = spawner->spawn_session(sandbox->pidfd(), session_spec, {0, out_write.get(), 2});
+  out_write.reset();
+  if (!session.ok()) {
+    std::fprintf(stderr, "spawn_session: %s\n", session.error().message.c_str());
+    return 5;
+  }
+  const std::string output = read_all(out_read.get());
+  const auto status = wait_exit(*spawner, session->pid());
+  if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) return 6;
+  // The main process is the init's only child; its namespace as the host sees it.
+  char link[128] = {};
+  const std::string init_net = "/proc/" + std::to_string(sandbox->pid()) + "/ns/net";
+  if (::readlink(init_net.c_str(), link, sizeof link - 1) <= 0) return 7;
+  char own[128] = {};
+  if (::readlink("/proc/self/ns/net", own, sizeof own - 1) <= 0) return 8;
+  const std::string expected = std::string(link) + "\n65534\n";
+  if (output.rfind(expected, 0) != 0 || std::string(link) == own) {
+    std::fprintf(stderr, "session printed '%s', sandbox net %s\n", output.c_str(), link);
+    return 9;
+  }
+  // Inside the sandbox's pid namespace: its shell is not pid 1 (the init) but a small number.
+  const int inner_pid = std::atoi(output.c_str() + expected.size());
+  if (inner_pid <= 1 || inner_pid > 100) return 10;
+  // The sandbox's end takes the session with it.
+  if (!sandbox->signal(SIGKILL).ok()) return 11;
+  if (!wait_exit(*spawner, sandbox->pid())) return 12;
+  auto late = spawner->spawn_session(sandbox->pidfd(), session_spec, {});
+  return late.ok() ? 13 : 0;  // no such sandbox any more
+}
+
+}  // namespace
+
+TEST_CASE("spawner: a session joins a running sandbox with the main process's isolation") {
+  if (::geteuid() != 0) return;
+  CHECK(in_child([] { return session_joins(/*rootless=*/false); }) == 0);
+  CHECK(in_child([] { return session_joins(/*rootless=*/true); }) == 0);
+}
+
+TEST_CASE("spawner: a session dies with its sandbox") {
+  if (::geteuid() != 0) return;
+  CHECK(
+      in_child([] {
+        auto spawner = start_spawner();
+        if (!spawner) return 1;
+        auto sandbox = spawner->spawn(spec_for({"/bin/sleep", "30"}), {});
+        if (!sandbox.ok()) return 2;
+        auto session = spawner->spawn_session(sandbox->pidfd(), spec_for({"/bin/sleep", "30"}), {});
+        if (!session.ok()) return 3;
+        if (!sandbox->signal(SIGKILL).ok()) return 4;
+        const auto status = wait_exit(*spawner, session->pid());
+        return status && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL ? 0 : 5;
+      }) == 0);
+}
+
+TEST_CASE("spawner: a second spawner joins a sandbox by its init's pidfd") {
+  if (::geteuid() != 0) return;
+  CHECK(in_child([] {
+          auto first = start_spawner();
+          auto second = start_spawner();
+          if (!first || !second) return 1;
+          auto sandbox = first->spawn(spec_for({"/bin/sleep", "30"}), {});
+          if (!sandbox.ok()) return 2;
+          auto session =
+              second->spawn_session(sandbox->pidfd(), spec_for({"/bin/sh", "-c", "exit 7"}), {});
+          if (!session.ok()) return 3;
+          const auto status = wait_exit(*second, session->pid());
+          if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 7) return 4;
+          return sandbox->signal(SIGKILL).ok() && wait_exit(*first, sandbox->pid()) ? 0 : 5;
+        }) == 0);
+}
+
+TEST_CASE("spawner: a session joins the namespaces the sandbox has, whatever its spec says") {
+  if (::geteuid() != 0) return;
+  CHECK(in_child([] {
+          auto spawner = start_spawner();
+          if (!spawner) return 1;
+          auto host = spec_for({"/bin/sleep", "30"});
+          host.network = rt::SandboxNetwork::kHost;
+          auto sandbox = spawner->spawn(host, {});
+          if (!sandbox.ok()) return 2;
+          int out[2];
+          if (::pipe2(out, O_CLOEXEC) != 0) return 3;
+          rt::UniqueFd out_read(out[0]);
+          rt::UniqueFd out_write(out[1]);
+          // The request claims a network namespace of its own; the sandbox has none.
+          auto session = spawner->spawn_session(sandbox->pidfd(),
+                                                spec_for({"/bin/readlink", "/proc/self/ns/net"}),
+                                                {0, out_write.get(), 2});
+          out_write.reset();
+          if (!session.ok()) return 4;
+          const std::string output = read_all(out_read.get());
+          char own[128] = {};
+          if (::readlink("/proc/self/ns/net", own, sizeof own - 1) <= 0) return 5;
+          if (output != std::string(own) + "\n") return 6;
+          // A rootless request for a sandbox without a user namespace is refused.
+          auto rootless = spec_for({"/bin/true"}, 0);
+          rootless.user_namespace = true;
+          if (spawner->spawn_session(sandbox->pidfd(), rootless, {}).ok()) return 7;
+          return sandbox->signal(SIGKILL).ok() && wait_exit(*spawner, sandbox->pid()) ? 0 : 8;
         }) == 0);
 }

@@ -1,0 +1,60 @@
+// The embedded SSH server (issue 9, runtime-spec §6): libssh on a unix socket, public-key
+// authentication against an authorized_keys file, and `exec` channels whose commands run as
+// sessions inside the running sandbox (Spawner::spawn_session) with the main process's isolation.
+//
+// Threads: one accepts, one per connection. Sessions come from a spawner of the server's own
+// (forked, like every spawner, before the first thread) so the supervisor's spawner channel stays
+// single-threaded; a session dies with the sandbox (pid namespace) and with that spawner.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "openshell/core/log.hpp"
+#include "openshell/core/result.hpp"
+#include "openshell/runtime/spawner.hpp"
+#include "openshell/runtime/unique_fd.hpp"
+
+namespace openshell::runtime {
+
+// Connections served at once; more are closed right after accept (runtime-spec §6: limits).
+inline constexpr size_t kSshMaxConnections = 16;
+// Key exchange plus authentication must finish within this: a silent client holds a thread.
+inline constexpr std::chrono::seconds kSshAuthTimeout{30};
+// A refused key costs the client this long before the answer (slows down guessing).
+inline constexpr std::chrono::milliseconds kSshAuthFailureDelay{1'000};
+// Authentication attempts per connection before it is closed.
+inline constexpr int kSshMaxAuthAttempts = 6;
+
+struct SshServerOptions {
+  std::string socket_path;           // the unix socket; its parent directory is created 0700
+  std::string authorized_keys_path;  // OpenSSH format, one key a line (options are not supported)
+  // The sandbox to run sessions in (the init's pidfd, borrowed: it must outlive the server) and
+  // the spec of its main process, whose program, argv and tty each session replaces.
+  int sandbox_pidfd = -1;
+  SandboxSpec session_template;
+};
+
+class SshServer {
+ public:
+  // Generates the host key, binds the socket and starts accepting. `spawner` serves only the
+  // server's sessions; `log` must outlive the server.
+  static Result<std::unique_ptr<SshServer>> start(Spawner spawner, SshServerOptions options,
+                                                  const core::Logger& log);
+  SshServer(const SshServer&) = delete;
+  SshServer& operator=(const SshServer&) = delete;
+  // Stops accepting, ends every connection (their sessions are SIGKILLed), removes the socket.
+  ~SshServer();
+
+  // "SHA256:…" of the in-memory host key, as `ssh` shows it.
+  const std::string& host_key_fingerprint() const;
+
+  struct State;
+
+ private:
+  explicit SshServer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace openshell::runtime

@@ -1,0 +1,33 @@
+// Wiring the SSH server into `openshell sandbox` (issue 9).
+#include "ssh_setup.hpp"
+
+#include <string>
+#include <utility>
+
+namespace openshell::sandbox {
+
+std::unique_ptr<runtime::SshServer> start_ssh_server(const SandboxOptions& options,
+                                                     Isolation& isolation,
+                                                     const runtime::Sandbox& sandbox,
+                                                     const runtime::SandboxSpec& main_spec,
+                                                     core::Logger& log) {
+  if (!isolation.sessions) {
+    log.error("ssh: no session spawner (prepare_isolation was not asked for one)");
+    return nullptr;
+  }
+  runtime::SshServerOptions ssh_options;
+  ssh_options.socket_path = options.ssh.substr(std::string("unix:").size());
+  ssh_options.authorized_keys_path = options.ssh_authorized_keys;
+  ssh_options.sandbox_pidfd = sandbox.pidfd();
+  ssh_options.session_template = main_spec;
+  auto started =
+      runtime::SshServer::start(std::move(*isolation.sessions), std::move(ssh_options), log);
+  isolation.sessions.reset();
+  if (!started.ok()) {
+    log.error("{}", started.error().message);
+    return nullptr;
+  }
+  return std::move(*started);
+}
+
+}  // namespace openshell::sandbox
