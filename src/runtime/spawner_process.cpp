@@ -282,21 +282,33 @@ class Loop {
                                  protocol::encode_failure(failure));
   }
 
-  void handle_spawn(protocol::Message& request) {
-    PlanStorage storage;
+  // The plan a request describes (its spec, stdio fds, our security layers) built in `storage`;
+  // nullopt after replying why not. `fd_count`: stdio plus what the request type adds.
+  std::optional<child::Plan> plan_for(protocol::Message& request, size_t fd_count,
+                                      const char* malformed, PlanStorage& storage) {
     auto spec = protocol::decode_spec(request.payload);
-    if (!spec || request.fds.size() != 3) {
-      return reply_failure({kExitSetupFailed, "malformed spawn request", {}});
+    if (!spec || request.fds.size() != fd_count) {
+      reply_failure({kExitSetupFailed, malformed, {}});
+      return std::nullopt;
     }
     storage.spec = std::move(*spec);
     if (auto problem = validate(storage.spec)) {
-      return reply_failure({kExitSetupFailed, *problem, {}});
+      reply_failure({kExitSetupFailed, *problem, {}});
+      return std::nullopt;
     }
     child::Plan plan = make_plan(storage);
     for (int i = 0; i < 3; ++i)
       plan.stdio[i] = request.fds[i].get();
     plan.landlock_rules = config_.landlock ? &*config_.landlock : nullptr;
     plan.seccomp = &config_.seccomp;
+    return plan;
+  }
+
+  void handle_spawn(protocol::Message& request) {
+    PlanStorage storage;
+    std::optional<child::Plan> planned = plan_for(request, 3, "malformed spawn request", storage);
+    if (!planned) return;
+    child::Plan& plan = *planned;
     // No namespace of its own, no proxy to bypass: a host-network sandbox is not watched.
     if (config_.bypass_filter && storage.spec.network != SandboxNetwork::kHost) {
       plan.bypass_filter = &*config_.bypass_filter;
@@ -413,19 +425,9 @@ class Loop {
     PlanStorage storage;
     // The sandbox is named by its init's pidfd, so any spawner may join it (the SSH server
     // has one of its own: see ssh_server.hpp); a dead init makes setns fail with ESRCH.
-    auto spec = protocol::decode_spec(request.payload);
-    if (!spec || request.fds.size() != 4) {
-      return reply_failure({kExitSetupFailed, "malformed session request", {}});
-    }
-    storage.spec = std::move(*spec);
-    if (auto problem = validate(storage.spec)) {
-      return reply_failure({kExitSetupFailed, *problem, {}});
-    }
-    child::Plan plan = make_plan(storage);
-    for (int i = 0; i < 3; ++i)
-      plan.stdio[i] = request.fds[i].get();
-    plan.landlock_rules = config_.landlock ? &*config_.landlock : nullptr;
-    plan.seccomp = &config_.seccomp;
+    std::optional<child::Plan> planned = plan_for(request, 4, "malformed session request", storage);
+    if (!planned) return;
+    child::Plan& plan = *planned;
     plan.session = true;
     UniqueFd init_pidfd = std::move(request.fds[3]);
     plan.join_pidfd = init_pidfd.get();
