@@ -213,3 +213,17 @@ def stats_table(rows, baseline_name="bwrap"):
         cells.append(str(row.failures) + (f" ({row.first_failure})" if row.failures else ""))
         out.append("| " + " | ".join(cells) + " |")
     return out, stats
+
+
+def breakdown_lines(traced, what, marks):
+    """The traced breakdown as Markdown lines: where one `what` run goes, step by step."""
+    out = [f"\nWhere an `{what}` run goes (median of {traced['runs']} traced runs; steps end at "
+           f"the events named in {marks}; tracing adds a little to each):\n",
+           "| step | ms | share |", "|---|---|---|"]
+    for label, ms in traced["steps"]:
+        out.append(f"| {label} | {fmt(ms)} | {100 * ms / traced['total']:.0f} % |")
+    out.append(f"| **total, exec to the caller's wait** | **{fmt(traced['total'])}** | |")
+    if traced.get("bwrap_total") is not None:
+        out.append(f"\nbwrap under the same tracing, exec to the caller's wait: "
+                   f"{fmt(traced['bwrap_total'])} ms")
+    return out

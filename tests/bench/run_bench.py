@@ -18,6 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from bench_common import breakdown_lines
 from bench_common import (REPO_ROOT, Row, build_label, check_layers, find_openshell, fmt, probe,
                           ratio, stats_table, timed)
 from bench_common import measure as measure_rounds
@@ -237,16 +238,7 @@ def report(rows, opts, notes, traced):
                    f"({fmt(ratio(os_nb['p50'], bw_nb['p50']))}×)")
 
     if traced:
-        out.append(f"\nWhere an `openshell run` goes (median of {traced['runs']} traced runs; "
-                   "steps end at the syscall or process event named in run_bench.py's "
-                   "BREAKDOWN_MARKS; tracing adds a little to each):\n")
-        out += ["| step | ms | share |", "|---|---|---|"]
-        for label, ms in traced["steps"]:
-            out.append(f"| {label} | {fmt(ms)} | {100 * ms / traced['total']:.0f} % |")
-        out.append(f"| **total, exec to the caller's wait** | **{fmt(traced['total'])}** | |")
-        if traced.get("bwrap_total") is not None:
-            out.append(f"\nbwrap under the same tracing, exec to the caller's wait: "
-                       f"{fmt(traced['bwrap_total'])} ms")
+        out += breakdown_lines(traced, "openshell run", "run_bench.py's BREAKDOWN_MARKS")
     for note in notes:
         out.append(f"\nNote: {note}")
     return "\n".join(out), stats

@@ -18,6 +18,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from bench_common import breakdown_lines
 from bench_common import (REPO_ROOT, Row, check_layers, find_openshell, fmt, measure, probe,
                           ratio, stats_table, timed)
 from bench_trace import TRACEFS, Tracer, breakdown_of, bwrap_traced_total, parse_trace
@@ -207,16 +208,7 @@ def report(rows, opts, notes, traced):
     else:
         out.append(f"Target: {TARGET}: **n/a** (a row is missing)")
     if traced:
-        out.append(f"\nWhere an `openshell sandbox` run goes (median of {traced['runs']} traced "
-                   "runs; steps end at the events named in sandbox_bench.py's SANDBOX_MARKS; "
-                   "tracing adds a little to each):\n")
-        out += ["| step | ms | share |", "|---|---|---|"]
-        for label, ms in traced["steps"]:
-            out.append(f"| {label} | {fmt(ms)} | {100 * ms / traced['total']:.0f} % |")
-        out.append(f"| **total, exec to the caller's wait** | **{fmt(traced['total'])}** | |")
-        if traced.get("bwrap_total") is not None:
-            out.append(f"\nbwrap under the same tracing, exec to the caller's wait: "
-                       f"{fmt(traced['bwrap_total'])} ms")
+        out += breakdown_lines(traced, "openshell sandbox", "sandbox_bench.py's SANDBOX_MARKS")
     for note in notes:
         out.append(f"\nNote: {note}")
     return "\n".join(out), stats
