@@ -220,9 +220,10 @@ bool rewrite_header(HeaderField& field, const CredentialScope& scope, Credential
   return true;
 }
 
-// One path (without query): segment by segment, decoded, substituted, re-encoded as pchar.
-bool rewrite_path(std::string_view path, const CredentialScope& scope, std::string& out,
-                  CredentialOutcome& outcome) {
+// Walks `path` segment by segment: a segment holding a placeholder once percent-decoded goes
+// through `rewrite(decoded, out)`, any other is copied as it is. False when `rewrite` fails.
+template <typename Rewrite>
+bool map_placeholder_segments(std::string_view path, std::string& out, Rewrite&& rewrite) {
   size_t at = 0;
   for (;;) {
     const size_t slash = path.find('/', at);
@@ -230,35 +231,7 @@ bool rewrite_path(std::string_view path, const CredentialScope& scope, std::stri
         path.substr(at, slash == std::string_view::npos ? std::string_view::npos : slash - at);
     std::string decoded;
     if (percent_decode(segment, decoded, false) && has_placeholder(decoded)) {
-      std::string replaced;
-      // Resolve piecewise so each secret is validated before it joins the segment.
-      const std::string_view view(decoded);
-      size_t cursor = 0;
-      for (;;) {
-        const Token token = find_token(view, cursor);
-        replaced.append(view.substr(cursor, token.start == std::string_view::npos
-                                                ? std::string_view::npos
-                                                : token.start - cursor));
-        if (token.start == std::string_view::npos) break;
-        std::string secret;
-        if (!substitute_placeholders(view.substr(token.start, token.end - token.start), scope,
-                                     secret, outcome)) {
-          wipe(replaced);
-          return false;
-        }
-        if (!safe_path_secret(secret)) {
-          wipe(secret);
-          wipe(replaced);
-          outcome.failure = CredentialFailure::kUnavailable;
-          outcome.key = std::string(token.key);
-          return false;
-        }
-        replaced += secret;
-        wipe(secret);
-        cursor = token.end;
-      }
-      encode_pchar(replaced, out, false);
-      wipe(replaced);
+      if (!rewrite(decoded, out)) return false;
     } else {
       out.append(segment);
     }
@@ -267,6 +240,43 @@ bool rewrite_path(std::string_view path, const CredentialScope& scope, std::stri
     at = slash + 1;
   }
   return true;
+}
+
+// One path (without query): segment by segment, decoded, substituted, re-encoded as pchar.
+bool rewrite_path(std::string_view path, const CredentialScope& scope, std::string& out,
+                  CredentialOutcome& outcome) {
+  return map_placeholder_segments(path, out, [&](const std::string& decoded, std::string& into) {
+    std::string replaced;
+    // Resolve piecewise so each secret is validated before it joins the segment.
+    const std::string_view view(decoded);
+    size_t cursor = 0;
+    for (;;) {
+      const Token token = find_token(view, cursor);
+      replaced.append(view.substr(cursor, token.start == std::string_view::npos
+                                              ? std::string_view::npos
+                                              : token.start - cursor));
+      if (token.start == std::string_view::npos) break;
+      std::string secret;
+      if (!substitute_placeholders(view.substr(token.start, token.end - token.start), scope, secret,
+                                   outcome)) {
+        wipe(replaced);
+        return false;
+      }
+      if (!safe_path_secret(secret)) {
+        wipe(secret);
+        wipe(replaced);
+        outcome.failure = CredentialFailure::kUnavailable;
+        outcome.key = std::string(token.key);
+        return false;
+      }
+      replaced += secret;
+      wipe(secret);
+      cursor = token.end;
+    }
+    encode_pchar(replaced, into, false);
+    wipe(replaced);
+    return true;
+  });
 }
 
 // name=value pairs: a value holding a placeholder is decoded, substituted, re-encoded.
@@ -411,21 +421,10 @@ std::string redact_target(std::string_view target) {
   const size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
   std::string out;
-  size_t at = 0;
-  for (;;) {
-    const size_t slash = path.find('/', at);
-    const std::string_view segment =
-        path.substr(at, slash == std::string_view::npos ? std::string_view::npos : slash - at);
-    std::string decoded;
-    if (percent_decode(segment, decoded, false) && has_placeholder(decoded)) {
-      encode_pchar(redact_text(decoded), out, true);
-    } else {
-      out.append(segment);
-    }
-    if (slash == std::string_view::npos) break;
-    out += '/';
-    at = slash + 1;
-  }
+  map_placeholder_segments(path, out, [](const std::string& decoded, std::string& into) {
+    encode_pchar(redact_text(decoded), into, true);
+    return true;
+  });
   if (question == std::string_view::npos) return out;
   out += '?';
   const std::string_view query = target.substr(question + 1);
