@@ -13,6 +13,8 @@
 
 #include "openshell/core/log.hpp"
 #include "openshell/core/result.hpp"
+#include "openshell/runtime/credential_provider.hpp"
+#include "openshell/runtime/main_session.hpp"
 #include "openshell/runtime/spawner.hpp"
 #include "openshell/runtime/unique_fd.hpp"
 
@@ -26,14 +28,28 @@ inline constexpr std::chrono::seconds kSshAuthTimeout{30};
 inline constexpr std::chrono::milliseconds kSshAuthFailureDelay{1'000};
 // Authentication attempts per connection before it is closed.
 inline constexpr int kSshMaxAuthAttempts = 6;
+// A connection that moves no byte either way for this long is closed (0 in the options: never).
+inline constexpr std::chrono::seconds kSshDefaultIdleTimeout{30 * 60};
+// Failed authentications one peer (a uid on the unix socket, an address over TCP) may have within
+// kSshFailureWindow; past that its connections are closed at accept until the window moves on.
+inline constexpr int kSshMaxFailuresPerPeer = 10;
+inline constexpr std::chrono::seconds kSshFailureWindow{60};
 
 struct SshServerOptions {
-  std::string socket_path;           // the unix socket; its parent directory is created 0700
+  // "unix:PATH" (socket 0600, its parent directory created 0700) or "tcp:HOST:PORT".
+  std::string listen;
   std::string authorized_keys_path;  // OpenSSH format, one key a line (options are not supported)
+  std::string host_key_path;         // an OpenSSH private key; empty: Ed25519 made in memory
+  std::chrono::seconds idle_timeout = kSshDefaultIdleTimeout;
   // The sandbox to run sessions in (the init's pidfd, borrowed: it must outlive the server) and
   // the spec of its main process, whose program, argv and tty each session replaces.
   int sandbox_pidfd = -1;
   SandboxSpec session_template;
+  // Adds to each session's environment (placeholders in `openshell sandbox`); may be null.
+  std::shared_ptr<const CredentialProvider> credentials;
+  // The main process's terminal for the `openshell-main` subsystem; null: the main process has
+  // no PTY and the subsystem is refused.
+  std::shared_ptr<MainSession> main_session;
 };
 
 class SshServer {
