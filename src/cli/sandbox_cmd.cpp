@@ -2,7 +2,9 @@
 // child's (128+N for signal N, 124 timeout, 125 our own failure, 126/127 not runnable).
 #include <fmt/core.h>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "commands.hpp"
@@ -10,6 +12,7 @@
 #include "openshell/control/endpoint.hpp"
 #include "openshell/runtime/child_env.hpp"
 #include "openshell/runtime/spawner.hpp"
+#include "openshell/runtime/ssh_server.hpp"
 #include "openshell/sandbox/sandbox.hpp"
 
 namespace openshell::cli {
@@ -19,6 +22,7 @@ namespace {
 struct SandboxFlags {
   sandbox::SandboxOptions options;
   double timeout = 0;
+  std::optional<int64_t> ssh_idle_timeout;
   LogFlags log;
 };
 
@@ -29,6 +33,9 @@ int run_sandbox_command(SandboxFlags& flags) {
     return runtime::kExitSetupFailed;
   }
   flags.options.timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout * 1000));
+  if (flags.ssh_idle_timeout) {
+    flags.options.ssh_idle_timeout = std::chrono::seconds(*flags.ssh_idle_timeout);
+  }
   return sandbox::run(flags.options, *installed);
 }
 
@@ -78,11 +85,23 @@ void add_sandbox_command(CLI::App& root, Action& action) {
       ->check(CLI::ExistingFile)
       ->allow_extra_args(false);
   auto* ssh = app->add_option("--ssh", o.ssh,
-                              "Serve SSH on unix:PATH (socket 0600, its directory 0700): `exec` "
-                              "runs commands inside the sandbox with the same isolation");
+                              "Serve SSH on unix:PATH (socket 0600, its directory 0700) or "
+                              "tcp:HOST:PORT (an IP address, IPv6 in brackets; port 0: any free "
+                              "one, logged): sessions run inside the sandbox with its isolation");
   app->add_option("--ssh-authorized-keys", o.ssh_authorized_keys,
-                  "OpenSSH authorized_keys file: the keys --ssh accepts")
+                  "OpenSSH authorized_keys file: the keys --ssh accepts (required with --ssh)")
       ->check(CLI::ExistingFile)
+      ->needs(ssh);
+  app->add_option("--ssh-host-key", o.ssh_host_key,
+                  "OpenSSH private key file (mode 0600 or stricter) used as the host key; "
+                  "default: an Ed25519 key made in memory")
+      ->check(CLI::ExistingFile)
+      ->needs(ssh);
+  app->add_option("--ssh-idle-timeout", flags->ssh_idle_timeout,
+                  "Seconds an SSH connection with no open channel and no traffic is kept (0: "
+                  "forever)")
+      ->check(CLI::Range(int64_t{0}, int64_t{31536000}))
+      ->default_str(std::to_string(runtime::kSshDefaultIdleTimeout.count()))
       ->needs(ssh);
   flags->log.level = "warn";
   flags->log.add_to(*app);
@@ -98,8 +117,8 @@ void add_sandbox_command(CLI::App& root, Action& action) {
       }
     }
     if (!flags->options.ssh.empty()) {
-      if (!flags->options.ssh.starts_with("unix:") || flags->options.ssh.size() == 5) {
-        throw CLI::ValidationError("--ssh", "unix:PATH only (tcp: is not supported yet)");
+      if (auto listen = runtime::parse_ssh_listen(flags->options.ssh); !listen.ok()) {
+        throw CLI::ValidationError("--ssh", listen.error().message);
       }
       if (flags->options.ssh_authorized_keys.empty()) {
         throw CLI::ValidationError("--ssh", "needs --ssh-authorized-keys FILE");

@@ -26,8 +26,8 @@ struct ConnectionContext {
   int sandbox_netns;
 };
 
-// Serves `session` (accepted, key exchange not yet done) from `peer` ("uid 1000",
-// "127.0.0.1:4242") until the client leaves, it idles out or `stop` is raised, then frees it
+// Serves `session` (accepted, key exchange not yet done) from `peer` (the throttle's key: "uid
+// 1000", "127.0.0.1") until the client leaves, it idles out or `stop` is raised, then frees it
 // (which closes its socket).
 void serve_connection(ssh_session session, const ConnectionContext& context,
                       const std::string& peer, uint64_t id);

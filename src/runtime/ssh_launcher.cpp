@@ -1,30 +1,61 @@
-// Running SSH commands as sandbox sessions and collecting their exit notices.
+// Running SSH requests as sandbox sessions and collecting their exit notices.
 #include "ssh_launcher.hpp"
 
-#include <poll.h>
+#include <unistd.h>
 
-#include <chrono>
-#include <vector>
+#include <string_view>
 
 namespace openshell::runtime::ssh {
 namespace {
 
-// How often a waiting connection looks at its stop flag.
-constexpr int kWaitSliceMs = 100;
+std::string_view key_of(std::string_view assignment) {
+  return assignment.substr(0, assignment.find('='));
+}
 
 }  // namespace
 
-Result<Session, SpawnFailure> SessionLauncher::spawn(const std::optional<std::string>& command,
-                                                     bool tty, const SandboxStdio& stdio) {
-  SandboxSpec spec = template_;
-  spec.program = "/bin/sh";
-  if (command) {
-    spec.argv = {"/bin/sh", "-c", *command};
-  } else {
-    spec.argv =
-        tty ? std::vector<std::string>{"/bin/sh", "-i"} : std::vector<std::string>{"/bin/sh"};
+std::vector<std::string> merge_environment(std::vector<std::string> base,
+                                           const std::vector<std::string>& overrides) {
+  for (const std::string& entry : overrides) {
+    bool replaced = false;
+    for (std::string& existing : base) {
+      if (key_of(existing) == key_of(entry)) {
+        existing = entry;
+        replaced = true;
+      }
+    }
+    if (!replaced) base.push_back(entry);
   }
-  spec.tty = tty;
+  return base;
+}
+
+SessionLauncher::SessionLauncher(Spawner spawner, int sandbox_pidfd, SandboxSpec session_template)
+    : spawner_(std::move(spawner)),
+      sandbox_pidfd_(sandbox_pidfd),
+      template_(std::move(session_template)),
+      shell_(::access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh") {}
+
+Result<Session, SpawnFailure> SessionLauncher::spawn(const SessionCommand& command,
+                                                     const SandboxStdio& stdio) {
+  SandboxSpec spec = template_;
+  spec.env = merge_environment(std::move(spec.env), command.env);
+  spec.tty = command.tty;
+  spec.program = shell_;
+  switch (command.kind) {
+    case SessionCommand::Kind::kExec:
+      spec.argv = {shell_, "-c", command.command};
+      break;
+    case SessionCommand::Kind::kShell:
+      // Interactive on a PTY; without one, a plain shell reading its commands from stdin (what
+      // VS Code's remote server expects).
+      spec.argv =
+          command.tty ? std::vector<std::string>{shell_, "-i"} : std::vector<std::string>{shell_};
+      break;
+    case SessionCommand::Kind::kSftp:
+      spec.program = kSftpServer;
+      spec.argv = {"sftp-server"};
+      break;
+  }
   const std::lock_guard lock(mutex_);
   return spawner_.spawn_session(sandbox_pidfd_, spec, stdio);
 }
@@ -34,28 +65,29 @@ bool SessionLauncher::collect_locked() {
     auto exit = spawner_.read_exit();
     if (!exit.ok()) return false;
     if (!exit->has_value()) return true;
-    exits_[(*exit)->pid] = (*exit)->wait_status;
+    if (discarded_.erase((*exit)->pid) == 0) exits_[(*exit)->pid] = (*exit)->wait_status;
   }
 }
 
-std::optional<int> SessionLauncher::wait(pid_t pid, const std::atomic<bool>& stop) {
-  while (!stop.load()) {
-    int event_fd = -1;
-    {
-      const std::lock_guard lock(mutex_);
-      const bool alive = collect_locked();
-      if (auto found = exits_.find(pid); found != exits_.end()) {
-        const int status = found->second;
-        exits_.erase(found);
-        return status;
-      }
-      if (!alive) return std::nullopt;
-      event_fd = spawner_.event_fd();
-    }
-    pollfd ready{event_fd, POLLIN, 0};
-    ::poll(&ready, 1, kWaitSliceMs);
-  }
-  return std::nullopt;
+std::optional<int> SessionLauncher::exit_status(pid_t pid, bool& gone) {
+  const std::lock_guard lock(mutex_);
+  gone = !collect_locked();
+  const auto found = exits_.find(pid);
+  if (found == exits_.end()) return std::nullopt;
+  const int status = found->second;
+  exits_.erase(found);
+  gone = false;
+  return status;
+}
+
+void SessionLauncher::discard(pid_t pid) {
+  const std::lock_guard lock(mutex_);
+  if (exits_.erase(pid) == 0) discarded_.insert(pid);
+}
+
+int SessionLauncher::event_fd() {
+  const std::lock_guard lock(mutex_);
+  return spawner_.event_fd();
 }
 
 }  // namespace openshell::runtime::ssh

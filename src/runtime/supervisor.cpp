@@ -122,9 +122,12 @@ class Loop {
     if ((master.revents & POLLOUT) != 0 && !drain(options_.pty_master, to_child_)) {
       to_child_ = Buffer{};
     }
-    if ((master.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && to_user_.empty() &&
-        fill(options_.pty_master, to_user_) == Fill::kEnd) {
-      master_closed_ = true;  // EIO: every process holding the slave is gone
+    if ((master.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && to_user_.empty()) {
+      const Fill filled = fill(options_.pty_master, to_user_);
+      if (filled == Fill::kEnd) master_closed_ = true;  // EIO: every holder of the slave is gone
+      if (filled == Fill::kData && options_.main_session != nullptr) {
+        options_.main_session->publish({to_user_.data, to_user_.size});
+      }
     }
     if ((fds[1].revents & (POLLOUT | POLLERR)) != 0 && !to_user_.empty() &&
         !drain(options_.terminal_out, to_user_)) {

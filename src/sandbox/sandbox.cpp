@@ -32,6 +32,7 @@
 #include "openshell/sandbox/launch.hpp"
 #include "openshell/sandbox/static_setup.hpp"
 #include "process_identity.hpp"
+#include "session_credentials.hpp"
 #include "ssh_setup.hpp"
 #include "trust_dir.hpp"
 
@@ -43,6 +44,9 @@ namespace rt = openshell::runtime;
 
 // The child has ended when the proxy stops: nothing is left worth draining.
 constexpr std::chrono::milliseconds kProxyStopGrace{0};
+// How long clients attached to the main process get to receive its exit status and leave before
+// the SSH server closes what is left.
+constexpr std::chrono::milliseconds kAttachedGoodbye{1'000};
 
 std::unique_ptr<control::ControlServer> start_control(const std::string& endpoint,
                                                       proxy::ProxyControl& control,
@@ -250,9 +254,14 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
     }
   }
 
+  std::shared_ptr<rt::MainSession> main_session;
   std::unique_ptr<rt::SshServer> ssh_server;  // before the proxy goes: sessions use it
   if (!options.ssh.empty()) {
-    ssh_server = start_ssh_server(options, *isolation, child, *spec, log);
+    // The main process's PTY (a terminal, or --tty) is what `openshell-main` attaches to.
+    if (pty) main_session = std::make_shared<rt::MainSession>(pty->master.get());
+    ssh_server = start_ssh_server(options, *isolation, child, *spec,
+                                  std::make_shared<ProxyCredentialProvider>(server.credentials()),
+                                  main_session, log);
     if (!ssh_server) {
       if (control_server) control_server->shutdown();
       server.shutdown(kProxyStopGrace);
@@ -270,9 +279,14 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   rt::SuperviseOptions supervise_options;
   supervise_options.timeout = options.timeout;
   if (pty) supervise_options.pty_master = pty->master.get();
+  supervise_options.main_session = main_session.get();
   const int code =
       rt::supervise(isolation->spawner, child, isolation->signals, supervise_options, log);
   raw.reset();
+  if (main_session) {
+    main_session->finish(code);
+    main_session->wait_detached(kAttachedGoodbye);
+  }
   ssh_server.reset();
   if (bypass_monitor) {
     bypass_monitor->stop();

@@ -6,18 +6,22 @@
 
 namespace openshell::sandbox {
 
-std::unique_ptr<runtime::SshServer> start_ssh_server(const SandboxOptions& options,
-                                                     Isolation& isolation,
-                                                     const runtime::Sandbox& sandbox,
-                                                     const runtime::SandboxSpec& main_spec,
-                                                     core::Logger& log) {
+std::unique_ptr<runtime::SshServer> start_ssh_server(
+    const SandboxOptions& options, Isolation& isolation, const runtime::Sandbox& sandbox,
+    const runtime::SandboxSpec& main_spec,
+    std::shared_ptr<const runtime::CredentialProvider> credentials,
+    std::shared_ptr<runtime::MainSession> main_session, core::Logger& log) {
   if (!isolation.sessions) {
     log.error("ssh: no session spawner (prepare_isolation was not asked for one)");
     return nullptr;
   }
   runtime::SshServerOptions ssh_options;
-  ssh_options.socket_path = options.ssh.substr(std::string("unix:").size());
+  ssh_options.listen = options.ssh;
   ssh_options.authorized_keys_path = options.ssh_authorized_keys;
+  ssh_options.host_key_path = options.ssh_host_key;
+  if (options.ssh_idle_timeout) ssh_options.idle_timeout = *options.ssh_idle_timeout;
+  ssh_options.credentials = std::move(credentials);
+  ssh_options.main_session = std::move(main_session);
   ssh_options.sandbox_pidfd = sandbox.pidfd();
   ssh_options.session_template = main_spec;
   auto started =

@@ -4,6 +4,8 @@
 // attachment, then streamed live; one attachment at a time holds the stdin lease.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <list>
@@ -17,7 +19,8 @@
 
 namespace openshell::runtime {
 
-// Output kept for replay; also what one attachment may fall behind by before it is closed.
+// Output kept for replay; an attachment may fall behind by this much beyond its replay before it
+// is closed.
 inline constexpr size_t kMainOutputRetained = size_t{1} << 20;
 
 class MainSession {
@@ -34,6 +37,10 @@ class MainSession {
   // A new attachment, holding the stdin lease unless `read_only` or another one holds it.
   std::unique_ptr<Attachment> attach(bool read_only);
 
+  // After finish(): waits (at most `limit`) until every attachment has taken the end and left,
+  // so clients get the exit status before the server closes their connections.
+  void wait_detached(std::chrono::milliseconds limit);
+
  private:
   struct Subscriber {
     UniqueFd wake;        // eventfd: readable when output or the end waits
@@ -44,6 +51,7 @@ class MainSession {
 
   int master_;
   std::mutex mutex_;
+  std::condition_variable detached_;
   std::string retained_;
   std::list<Subscriber> subscribers_;
   const Subscriber* lease_holder_ = nullptr;
@@ -60,7 +68,7 @@ class MainSession::Attachment {
   int wake_fd() const { return subscriber_->wake.get(); }
   // Output since the last call (the retained output first). Clears the wake-up.
   std::string take();
-  // True once this attachment lost more than kMainOutputRetained bytes: it should be closed.
+  // True once this attachment fell too far behind (output was lost): it should be closed.
   bool fell_behind() const;
   // The main process's exit code once it ended and every byte was taken.
   std::optional<int> exit_code() const;

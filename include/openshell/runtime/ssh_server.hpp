@@ -1,4 +1,4 @@
-// The embedded SSH server (issue 9, runtime-spec §6): libssh on a unix socket, public-key
+// The embedded SSH server (issue 9, runtime-spec §6): libssh on a unix socket or TCP, public-key
 // authentication against an authorized_keys file, and `exec` channels whose commands run as
 // sessions inside the running sandbox (Spawner::spawn_session) with the main process's isolation.
 //
@@ -8,8 +8,10 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "openshell/core/log.hpp"
 #include "openshell/core/result.hpp"
@@ -35,6 +37,19 @@ inline constexpr std::chrono::seconds kSshDefaultIdleTimeout{30 * 60};
 inline constexpr int kSshMaxFailuresPerPeer = 10;
 inline constexpr std::chrono::seconds kSshFailureWindow{60};
 
+// SshServerOptions::listen, parsed.
+struct SshListenAddress {
+  enum class Kind { kUnix, kTcp };
+  Kind kind = Kind::kUnix;
+  std::string path;   // kUnix
+  std::string host;   // kTcp: an IPv4 or IPv6 address, without brackets
+  uint16_t port = 0;  // kTcp; 0: one the kernel picks
+};
+
+// "unix:PATH" or "tcp:HOST:PORT" (HOST an IP address, IPv6 in brackets); errors are meant for
+// the user of `--ssh`.
+Result<SshListenAddress> parse_ssh_listen(std::string_view text);
+
 struct SshServerOptions {
   // "unix:PATH" (socket 0600, its parent directory created 0700) or "tcp:HOST:PORT".
   std::string listen;
@@ -54,8 +69,8 @@ struct SshServerOptions {
 
 class SshServer {
  public:
-  // Generates the host key, binds the socket and starts accepting. `spawner` serves only the
-  // server's sessions; `log` must outlive the server.
+  // Loads or generates the host key, binds the socket and starts accepting. `spawner` serves only
+  // the server's sessions; `log` must outlive the server.
   static Result<std::unique_ptr<SshServer>> start(Spawner spawner, SshServerOptions options,
                                                   const core::Logger& log);
   SshServer(const SshServer&) = delete;
@@ -63,8 +78,10 @@ class SshServer {
   // Stops accepting, ends every connection (their sessions are SIGKILLed), removes the socket.
   ~SshServer();
 
-  // "SHA256:…" of the in-memory host key, as `ssh` shows it.
+  // "SHA256:…" of the host key, as `ssh` shows it.
   const std::string& host_key_fingerprint() const;
+  // Where it listens: "unix:PATH", "tcp:127.0.0.1:PORT", "tcp:[::1]:PORT" (the real port).
+  const std::string& address() const;
 
   struct State;
 

@@ -8,6 +8,7 @@
 
 #include "openshell/core/log.hpp"
 #include "openshell/core/result.hpp"
+#include "openshell/runtime/main_session.hpp"
 #include "openshell/runtime/spawner.hpp"
 #include "openshell/runtime/unique_fd.hpp"
 
@@ -47,6 +48,8 @@ struct SuperviseOptions {
   int pty_master = -1;
   int terminal_in = 0;
   int terminal_out = 1;
+  // PTY mode: also gets every chunk of the child's output (SSH attachments); may be null.
+  MainSession* main_session = nullptr;
 };
 
 // Waits for `sandbox` to end while forwarding signals, enforcing the timeout and pumping the

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,11 @@ struct SandboxOptions {
   bool allow_loopback_upstream = false;
   std::vector<std::string> upstream_ca_paths;
   std::string inference_routes_file;  // routes served at inference.local; empty: none
-  // SSH (issue 9): unix:PATH, and the keys it accepts; empty: no SSH server.
+  // SSH (issue 9): unix:PATH or tcp:HOST:PORT, and the keys it accepts; empty: no SSH server.
   std::string ssh;
   std::string ssh_authorized_keys;
+  std::string ssh_host_key;  // an OpenSSH private key file; empty: Ed25519 made in memory
+  std::optional<std::chrono::seconds> ssh_idle_timeout;  // 0: never; unset: the runtime's default
   std::vector<std::string> command;
 };
 
