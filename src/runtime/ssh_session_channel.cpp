@@ -137,6 +137,7 @@ SessionChannel::SessionChannel(ssh_channel channel, const ConnectionContext& con
   callbacks_.channel_shell_request_function = on_shell;
   callbacks_.channel_exec_request_function = on_exec;
   callbacks_.channel_subsystem_request_function = on_subsystem;
+  callbacks_.channel_signal_function = on_signal;
   ssh_set_channel_callbacks(channel_, &callbacks_);
 }
 
@@ -216,6 +217,24 @@ int SessionChannel::on_subsystem(ssh_session, ssh_channel, const char* name, voi
   if (subsystem == "openshell-main") return channel.attach_main() ? 0 : -1;
   channel.context_.log.warn("ssh: connection {}: subsystem {} refused", channel.id_, subsystem);
   return -1;
+}
+
+// Signals only reach the main process (its terminal's foreground group), and only these (spec
+// §5.2); on exec and shell channels they are ignored, as the reference does.
+void SessionChannel::on_signal(ssh_session, ssh_channel, const char* name, void* self) {
+  static constexpr std::pair<std::string_view, int> kForwarded[] = {
+      {"HUP", SIGHUP}, {"INT", SIGINT}, {"KILL", SIGKILL}, {"QUIT", SIGQUIT}, {"TERM", SIGTERM}};
+  SessionChannel& channel = self_of(self);
+  const std::string_view signal_name = name != nullptr ? name : "";
+  for (const auto& [known, number] : kForwarded) {
+    if (channel.attachment_ && signal_name == known) {
+      channel.context_.log.info("ssh: connection {}: SIG{} to the main process", channel.id_,
+                                signal_name);
+      channel.attachment_->send_signal(number);
+      return;
+    }
+  }
+  channel.context_.log.debug("ssh: connection {}: signal {} ignored", channel.id_, signal_name);
 }
 
 bool SessionChannel::start(SessionCommand command) {

@@ -56,6 +56,7 @@ class SessionChannel : public ChannelHandler {
   static int on_shell(ssh_session, ssh_channel, void* self);
   static int on_exec(ssh_session, ssh_channel, const char* command, void* self);
   static int on_subsystem(ssh_session, ssh_channel, const char* name, void* self);
+  static void on_signal(ssh_session, ssh_channel, const char* name, void* self);
 
   // Starts the session; false (the request is refused) when something already runs or it failed.
   bool start(SessionCommand command);
