@@ -189,7 +189,10 @@ Result<std::unique_ptr<BypassMonitor>> BypassMonitor::start(UniqueFd listener, R
                 static_cast<unsigned long>(SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP));
   std::unique_ptr<BypassMonitor> monitor(
       new BypassMonitor(std::move(listener), std::move(wakeup), std::move(report), options));
-  monitor->thread_ = std::thread([raw = monitor.get()] { raw->serve(); });
+  monitor->thread_ = std::thread([raw = monitor.get()] {
+    raw->serve();
+    raw->finished_.store(true, std::memory_order_release);
+  });
   return monitor;
 }
 

@@ -132,27 +132,6 @@ void hand_over_listener(const Plan& plan) {
   if (diag >= 0) ::close(diag);
 }
 
-// Installs the bypass monitor's filter and lets the spawner take its listener with
-// pidfd_getfd(2). Sending it with sendmsg would be trapped by the filter itself (nobody listens
-// yet), and exempting the hand-over socket would leave a hole that every later process holding
-// the same fd number inherits. So the init only writes the fd's number and waits for the
-// spawner's one-byte answer before it may close it; write and read are never trapped.
-void hand_over_bypass_listener(const Plan& plan) {
-  const int listener = install_bypass_filter(*plan.bypass_filter);
-  if (listener < 0) fail(plan, "bypass monitor: seccomp user notification", -listener);
-  ssize_t done;
-  do {
-    done = ::write(plan.handover_fd, &listener, sizeof listener);
-  } while (done < 0 && errno == EINTR);
-  if (done != static_cast<ssize_t>(sizeof listener)) fail(plan, "bypass monitor: hand over", errno);
-  char taken = 0;
-  do {
-    done = ::read(plan.handover_fd, &taken, 1);
-  } while (done < 0 && errno == EINTR);
-  if (done != 1) ::_exit(kExitSetupFailed);  // the spawner is gone, or reported it failed
-  ::close(listener);
-}
-
 // After the main process exists the init needs no privilege but CAP_KILL (to signal a main
 // process that runs as another uid): drop the rest, and confine it with the same seccomp filter.
 // As root it also becomes non-dumpable (no ptrace, no core, root-owned /proc/1). Rootless it
@@ -179,6 +158,27 @@ int exit_code_of(int status) {
 }
 
 }  // namespace
+
+// Installs the bypass monitor's filter and lets the spawner take its listener with
+// pidfd_getfd(2). Sending it with sendmsg would be trapped by the filter itself (nobody listens
+// yet), and exempting the hand-over socket would leave a hole that every later process holding
+// the same fd number inherits. So the init only writes the fd's number and waits for the
+// spawner's one-byte answer before it may close it; write and read are never trapped.
+void hand_over_bypass_listener(const Plan& plan) {
+  const int listener = install_bypass_filter(*plan.bypass_filter);
+  if (listener < 0) fail(plan, "bypass monitor: seccomp user notification", -listener);
+  ssize_t done;
+  do {
+    done = ::write(plan.handover_fd, &listener, sizeof listener);
+  } while (done < 0 && errno == EINTR);
+  if (done != static_cast<ssize_t>(sizeof listener)) fail(plan, "bypass monitor: hand over", errno);
+  char taken = 0;
+  do {
+    done = ::read(plan.handover_fd, &taken, 1);
+  } while (done < 0 && errno == EINTR);
+  if (done != 1) ::_exit(kExitSetupFailed);  // the spawner is gone, or reported it failed
+  ::close(listener);
+}
 
 // Builds the ruleset from the paths as this mount namespace shows them (see SpawnerConfig).
 // The init is a fork of the single-threaded spawner, so allocating here is safe. The caller

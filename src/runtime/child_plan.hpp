@@ -91,6 +91,11 @@ int reset_signal_state() noexcept;
 // (reported) on a hard_requirement failure. Allocates: only in a fork of the spawner.
 LandlockRuleset prepare_ruleset(const Plan& plan);
 
+// Installs the bypass monitor's filter (plan.bypass_filter) on the calling process, which its
+// children inherit, and hands the listener to the spawner over plan.handover_fd. Fatal
+// (reported) on failure.
+void hand_over_bypass_listener(const Plan& plan);
+
 // A session's joiner, forked by the spawner: joins the sandbox's namespaces, prepares Landlock
 // there, then clones the session process as the spawner's own child (CLONE_PARENT, so the
 // spawner reaps it), reports its pid and exits. The session process runs run_main.

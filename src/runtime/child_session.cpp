@@ -9,9 +9,10 @@
 // namespace (the kernel SIGKILLs it with everything else when the sandbox's init exits). Its
 // parent-death signal fires when the spawner dies.
 //
-// Not inherited: the bypass monitor's notification filter, which the init installs before it
-// forks the main process. A session carries the deny filter only; its connect() outside the
-// namespace still fails (the namespace holds only `lo`), it is just not reported as a bypass.
+// The bypass monitor's notification filter is not inherited from the init (the session is not
+// its descendant): the joiner installs a fresh one on itself before it clones the session, and
+// hands that listener to the spawner like the init does, so a session's attempts to leave are
+// reported as the main process's are.
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -35,6 +36,7 @@ void run_session(const Plan& plan) noexcept {
   if (::setns(plan.join_pidfd, plan.join_flags) != 0) fail(plan, "session: setns", errno);
   ::close(plan.join_pidfd);
   const LandlockRuleset landlock = prepare_ruleset(plan);
+  if (plan.bypass_filter != nullptr) hand_over_bypass_listener(plan);
 
   const long session = ::syscall(SYS_clone, static_cast<unsigned long>(CLONE_PARENT), nullptr,
                                  nullptr, nullptr, nullptr);

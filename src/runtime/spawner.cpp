@@ -120,9 +120,9 @@ Result<Session, SpawnFailure> Spawner::spawn_session(int sandbox_pidfd, const Sa
   if (!sent.ok()) return SpawnFailure{kExitSetupFailed, sent.error().message, {}};
   auto spawned = await_spawned();
   if (!spawned.ok()) return spawned.error();
-  // A session's reply carries its pidfd and nothing else.
+  // A session's reply carries its pidfd and, when watched, its bypass listener.
   return Session(spawned->pid(), UniqueFd(::fcntl(spawned->pidfd(), F_DUPFD_CLOEXEC, 0)),
-                 spawned->warnings());
+                 spawned->take_bypass_listener(), spawned->warnings());
 }
 
 Result<void> Session::signal(int signal_number) const {

@@ -439,6 +439,11 @@ class Loop {
           {kExitSetupFailed, "session: user_namespace differs from the sandbox's", {}});
     }
 
+    // Watched like the main process when the sandbox has a network namespace of its own.
+    if (config_.bypass_filter && (plan.join_flags & CLONE_NEWNET) != 0) {
+      plan.bypass_filter = &*config_.bypass_filter;
+    }
+
     int report_pipe[2];
     if (::pipe2(report_pipe, O_CLOEXEC) != 0) {
       return reply_failure({kExitSetupFailed, Error::from_errno("pipe2").message, {}});
@@ -446,6 +451,17 @@ class Loop {
     UniqueFd report_read(report_pipe[0]);
     UniqueFd report_write(report_pipe[1]);
     plan.report_fd = report_write.get();
+    UniqueFd handover_ours;
+    UniqueFd handover_theirs;
+    if (plan.bypass_filter != nullptr) {
+      int handover[2];
+      if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, handover) != 0) {
+        return reply_failure({kExitSetupFailed, Error::from_errno("socketpair").message, {}});
+      }
+      handover_ours.reset(handover[0]);
+      handover_theirs.reset(handover[1]);
+      plan.handover_fd = handover_theirs.get();
+    }
     // The joiner: reaped quietly by reap() (it is not in running_); it exits right after it
     // cloned the session process.
     const long joiner = ::syscall(SYS_clone, static_cast<unsigned long>(SIGCHLD), nullptr, nullptr,
@@ -455,12 +471,28 @@ class Loop {
     }
     if (joiner == 0) {
       ::close(report_read.release());
+      if (handover_ours) ::close(handover_ours.release());
       child::run_session(plan);
     }
     report_write.reset();
+    handover_theirs.reset();
     init_pidfd.reset();
-    Reports reports =
-        read_reports(report_read.get(), std::chrono::steady_clock::now() + kSetupTimeout);
+    const auto deadline = std::chrono::steady_clock::now() + kSetupTimeout;
+    UniqueFd bypass;
+    if (plan.bypass_filter != nullptr) {
+      // The joiner installed the filter its session inherits; the listener is taken from it.
+      UniqueFd joiner_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, joiner, 0U)));
+      auto taken = joiner_pidfd
+                       ? take_bypass_listener(handover_ours.get(), joiner_pidfd.get(), deadline)
+                       : Result<UniqueFd>(Error::from_errno("session: pidfd_open"));
+      if (!taken.ok()) {
+        ::kill(static_cast<pid_t>(joiner), SIGKILL);  // it waits for our answer, before cloning
+        return reply_failure({kExitSetupFailed, taken.error().message, {}});
+      }
+      // Invalid when the joiner failed first: its report says why.
+      bypass = std::move(*taken);
+    }
+    Reports reports = read_reports(report_read.get(), deadline);
     const pid_t pid = reports.session_pid;
     if (pid > 0) running_.push_back({pid, UniqueFd(), false});  // quiet unless it starts
     if (reports.timed_out) {
@@ -477,13 +509,18 @@ class Loop {
           {failure_exit_code(*reports.fatal), describe(*reports.fatal), reports.warnings});
     }
     if (pid <= 0) return reply_failure({kExitSetupFailed, "session: no process", {}});
+    if (plan.bypass_filter != nullptr && !bypass) {
+      return abandon(pid, "bypass monitor: listener not received from the session");
+    }
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)));
     if (!pidfd) return abandon(pid, Error::from_errno("session: pidfd_open").message);
     running_.back().notify = true;
-    const int fds[] = {pidfd.get()};
+    std::vector<int> fds{pidfd.get()};
+    if (bypass) fds.push_back(bypass.get());
     (void)protocol::send_message(
         channel_, protocol::Type::kSpawned,
-        protocol::encode_spawned({pid, reports.warnings, false, false, false}), fds);
+        protocol::encode_spawned({pid, reports.warnings, false, static_cast<bool>(bypass), false}),
+        fds);
   }
 
   void abandon(pid_t pid, std::string message) {

@@ -1,6 +1,7 @@
 // Running SSH requests as sandbox sessions and collecting their exit notices.
 #include "ssh_launcher.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <string_view>
@@ -29,11 +30,14 @@ std::vector<std::string> merge_environment(std::vector<std::string> base,
   return base;
 }
 
-SessionLauncher::SessionLauncher(Spawner spawner, int sandbox_pidfd, SandboxSpec session_template)
+SessionLauncher::SessionLauncher(Spawner spawner, int sandbox_pidfd, SandboxSpec session_template,
+                                 BypassMonitor::Report report, BypassMonitorOptions monitor_options)
     : spawner_(std::move(spawner)),
       sandbox_pidfd_(sandbox_pidfd),
       template_(std::move(session_template)),
-      shell_(::access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh") {}
+      shell_(::access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh"),
+      report_(report ? std::move(report) : BypassMonitor::Report([](const BypassAttempt&) {})),
+      monitor_options_(std::move(monitor_options)) {}
 
 Result<Session, SpawnFailure> SessionLauncher::spawn(const SessionCommand& command,
                                                      const SandboxStdio& stdio) {
@@ -57,7 +61,20 @@ Result<Session, SpawnFailure> SessionLauncher::spawn(const SessionCommand& comma
       break;
   }
   const std::lock_guard lock(mutex_);
-  return spawner_.spawn_session(sandbox_pidfd_, spec, stdio);
+  std::erase_if(monitors_, [](const auto& monitor) { return monitor->finished(); });
+  auto session = spawner_.spawn_session(sandbox_pidfd_, spec, stdio);
+  if (!session.ok()) return session;
+  if (UniqueFd listener = session->take_bypass_listener()) {
+    // Always answered, or the session's first connect() would wait in the kernel for good.
+    auto monitor = BypassMonitor::start(std::move(listener), report_, monitor_options_);
+    if (!monitor.ok()) {
+      (void)session->signal(SIGKILL);
+      discarded_.insert(session->pid());
+      return SpawnFailure{kExitSetupFailed, "bypass monitor: " + monitor.error().message, {}};
+    }
+    monitors_.push_back(std::move(*monitor));
+  }
+  return session;
 }
 
 bool SessionLauncher::collect_locked() {

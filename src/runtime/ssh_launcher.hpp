@@ -5,12 +5,14 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "openshell/runtime/bypass_monitor.hpp"
 #include "openshell/runtime/spawner.hpp"
 
 namespace openshell::runtime::ssh {
@@ -31,8 +33,12 @@ struct SessionCommand {
 
 class SessionLauncher {
  public:
-  SessionLauncher(Spawner spawner, int sandbox_pidfd, SandboxSpec session_template);
+  // `report` and `monitor_options` serve each session's bypass monitor (see spawn()).
+  SessionLauncher(Spawner spawner, int sandbox_pidfd, SandboxSpec session_template,
+                  BypassMonitor::Report report, BypassMonitorOptions monitor_options);
 
+  // Starts the session and, when the sandbox is watched, a bypass monitor for it (kept until it
+  // ends by itself with the session's last process, or until the launcher goes).
   Result<Session, SpawnFailure> spawn(const SessionCommand& command, const SandboxStdio& stdio);
 
   // The session's wait status once it ended; nullopt while it runs. `gone` is set when the
@@ -54,6 +60,9 @@ class SessionLauncher {
   std::string shell_;  // bash when the host has it (the sandbox sees the host's /bin), else sh
   std::map<pid_t, int> exits_;
   std::set<pid_t> discarded_;
+  BypassMonitor::Report report_;
+  BypassMonitorOptions monitor_options_;
+  std::vector<std::unique_ptr<BypassMonitor>> monitors_;
 };
 
 // `base` with each of `overrides` (KEY=VALUE) replacing the entry of the same key, or added.

@@ -262,7 +262,8 @@ Result<SshListenAddress> parse_ssh_listen(std::string_view text) {
 struct SshServer::State {
   State(Spawner spawner, SshServerOptions server_options, const core::Logger& logger)
       : options(std::move(server_options)),
-        launcher(std::move(spawner), options.sandbox_pidfd, options.session_template),
+        launcher(std::move(spawner), options.sandbox_pidfd, options.session_template,
+                 options.on_bypass, options.bypass_monitor),
         throttle(kSshMaxFailuresPerPeer, kSshFailureWindow),
         log(logger) {}
 

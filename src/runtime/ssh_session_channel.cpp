@@ -297,6 +297,7 @@ bool SessionChannel::attach_main() {
 }
 
 bool SessionChannel::pump() {
+  if (lingering_) return true;
   if (ssh_channel_is_closed(channel_) != 0) return false;
   if (!failure_.empty() && !send_within_window(channel_, failure_, true)) return false;
   if (attachment_) return pump_attachment();
@@ -351,7 +352,13 @@ bool SessionChannel::pump_attachment() {
   }
   if (!to_client_.empty()) return true;
   const auto code = attachment_->exit_code();
-  return code ? finish(*code) : true;
+  if (!code) return true;
+  // The attachment stays until the client has left: the sandbox waits for that (at most
+  // kAttachedGoodbye) before its server says goodbye, which would otherwise race the exit
+  // status in the client.
+  finish(*code);
+  lingering_ = true;
+  return true;
 }
 
 bool SessionChannel::finish(int exit_code) {
@@ -362,6 +369,7 @@ bool SessionChannel::finish(int exit_code) {
 }
 
 void SessionChannel::watch(Watches& watches) const {
+  if (lingering_) return;
   const bool window = ssh_channel_window_size(channel_) > 0;
   if (attachment_) {
     if (to_client_.empty() && window) ssh::watch(watches, attachment_->wake_fd(), POLLIN);

@@ -88,6 +88,7 @@ class SessionChannel : public ChannelHandler {
   std::string to_client_;
   std::string to_main_;
   DetachScanner detach_;
+  bool lingering_ = false;  // the main process's end was delivered; kept until the client leaves
 };
 
 }  // namespace openshell::runtime::ssh

@@ -259,9 +259,12 @@ int run(const SandboxOptions& options, const std::shared_ptr<core::Logger>& logg
   if (!options.ssh.empty()) {
     // The main process's PTY (a terminal, or --tty) is what `openshell-main` attaches to.
     if (pty) main_session = std::make_shared<rt::MainSession>(pty->master.get());
-    ssh_server = start_ssh_server(options, *isolation, child, *spec,
-                                  std::make_shared<ProxyCredentialProvider>(server.credentials()),
-                                  main_session, log);
+    SshSessionServices services;
+    services.credentials = std::make_shared<ProxyCredentialProvider>(server.credentials());
+    services.main_session = main_session;
+    services.on_bypass = on_bypass;
+    services.connect_owners = connect_owners;
+    ssh_server = start_ssh_server(options, *isolation, child, *spec, std::move(services), log);
     if (!ssh_server) {
       if (control_server) control_server->shutdown();
       server.shutdown(kProxyStopGrace);

@@ -371,7 +371,8 @@ def ssh_attaches_to_the_main_process_and_detaches_with_ctrl_p_ctrl_q():
         assert b"ignored" not in read_until(second.stdout, b"ignored", deadline=0.5)
         second.stdin.write(b"quit\n")
         second.stdin.flush()
-        assert second.wait(timeout=15) == 5, "the main process's exit status reaches the client"
+        code = second.wait(timeout=15)
+        assert code == 5, (code, second.stderr.read(), box.log_text()[-2500:])
         assert box.process.wait(timeout=15) == 5
 
 
@@ -420,6 +421,30 @@ def ssh_pty_follows_the_client_terminal_size():
         finally:
             if client.poll() is None:
                 client.kill()
+
+
+@test
+def ssh_session_attempts_to_leave_the_sandbox_are_reported():
+    # The Lab's namespace holds only `lo`: TEST-NET-2 is unreachable whatever the session does.
+    outside = "198.51.100.7"
+    with Lab(), SshSandbox(policy({})) as box:
+        result = box.ssh(f"{CURL} -sS --noproxy '*' --max-time 10 http://{outside}:8080/; "
+                         "echo outside=$?")
+        assert result.stdout.split()[-1] == "outside=7", result.stdout + result.stderr
+        deadline = time.monotonic() + 5
+        while "BYPASS_DETECT" not in box.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        findings = [line for line in box.log_text().splitlines() if "BYPASS_DETECT" in line]
+        assert len(findings) == 1, box.log_text()[-3000:]
+        assert f"BYPASS_DETECT {outside}:8080 proto=tcp binary={CURL}" in findings[0], findings
+        # The monitor went with the session: the next one is watched by a fresh one.
+        result = box.ssh(f"{CURL} -sS --noproxy '*' --max-time 10 http://{outside}:9090/; "
+                         "echo outside=$?")
+        assert result.stdout.split()[-1] == "outside=7"
+        deadline = time.monotonic() + 5
+        while f"{outside}:9090" not in box.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"BYPASS_DETECT {outside}:9090" in box.log_text()
 
 
 if __name__ == "__main__":

@@ -75,6 +75,8 @@ class BypassMonitor {
   uint64_t attempts() const { return attempts_.load(std::memory_order_relaxed); }
   // Attempts never reported because of the rate limit.
   uint64_t unreported() const { return unreported_.load(std::memory_order_relaxed); }
+  // The thread ended by itself: every watched process is gone (stop() then only joins).
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
 
  private:
   BypassMonitor(UniqueFd listener, UniqueFd wakeup, Report report, BypassMonitorOptions options);
@@ -91,6 +93,7 @@ class BypassMonitor {
   uint64_t pending_suppressed_ = 0;
   std::atomic<uint64_t> attempts_{0};
   std::atomic<uint64_t> unreported_{0};
+  std::atomic<bool> finished_{false};
   std::thread thread_;
 };
 

@@ -138,8 +138,11 @@ class Sandbox {
 class Session {
  public:
   Session() = default;
-  Session(pid_t pid, UniqueFd pidfd, std::vector<std::string> warnings)
-      : pid_(pid), pidfd_(std::move(pidfd)), warnings_(std::move(warnings)) {}
+  Session(pid_t pid, UniqueFd pidfd, UniqueFd bypass_listener, std::vector<std::string> warnings)
+      : pid_(pid),
+        pidfd_(std::move(pidfd)),
+        bypass_listener_(std::move(bypass_listener)),
+        warnings_(std::move(warnings)) {}
 
   // Numbered in the caller's pid namespace.
   pid_t pid() const { return pid_; }
@@ -147,10 +150,14 @@ class Session {
   const std::vector<std::string>& warnings() const { return warnings_; }
   // Signals the session's program itself (not its process group).
   Result<void> signal(int signal_number) const;
+  // The bypass monitor's seccomp listener for this session (and what it starts), when the
+  // sandbox is watched; for BypassMonitor::start. Invalid once taken.
+  UniqueFd take_bypass_listener() { return std::move(bypass_listener_); }
 
  private:
   pid_t pid_ = -1;
   UniqueFd pidfd_;
+  UniqueFd bypass_listener_;
   std::vector<std::string> warnings_;
 };
 
@@ -181,12 +188,12 @@ class Spawner {
   // Starts a process inside the running sandbox whose init `sandbox_pidfd` is (Sandbox::pidfd(),
   // of this or another spawner of this process) and waits until it has exec'd
   // (or failed): it joins the sandbox's namespaces and gets exactly the main process's isolation
-  // (privilege drop, Landlock, the seccomp deny filter, a new session, `stdio`), but not the bypass
-  // monitor's filter (see child_session.cpp). `spec` is the sandbox's own spec with another
-  // command, environment, working directory or `tty`. The namespaces joined are the ones the
-  // init has (asked of the kernel; `network` and the mount lists are ignored), and a
-  // `user_namespace` that does not match the sandbox's is refused. It dies with the sandbox (its
-  // pid namespace) and with the spawner (parent-death signal).
+  // (privilege drop, Landlock, the seccomp deny filter, a new session, `stdio`, and a bypass
+  // monitor filter of its own when the sandbox is watched: see child_session.cpp). `spec` is the
+  // sandbox's own spec with another command, environment, working directory or `tty`. The
+  // namespaces joined are the ones the init has (asked of the kernel; `network` and the mount lists
+  // are ignored), and a `user_namespace` that does not match the sandbox's is refused. It dies with
+  // the sandbox (its pid namespace) and with the spawner (parent-death signal).
   Result<Session, SpawnFailure> spawn_session(int sandbox_pidfd, const SandboxSpec& spec,
                                               const SandboxStdio& stdio);
 

@@ -15,6 +15,7 @@
 
 #include "openshell/core/log.hpp"
 #include "openshell/core/result.hpp"
+#include "openshell/runtime/bypass_monitor.hpp"
 #include "openshell/runtime/credential_provider.hpp"
 #include "openshell/runtime/main_session.hpp"
 #include "openshell/runtime/spawner.hpp"
@@ -65,6 +66,10 @@ struct SshServerOptions {
   // The main process's terminal for the `openshell-main` subsystem; null: the main process has
   // no PTY and the subsystem is refused.
   std::shared_ptr<MainSession> main_session;
+  // Each session of a watched sandbox gets a bypass monitor of its own (its filter is not the
+  // init's): attempts go to `on_bypass` (may be null: answered, not reported).
+  BypassMonitor::Report on_bypass;
+  BypassMonitorOptions bypass_monitor;
 };
 
 class SshServer {

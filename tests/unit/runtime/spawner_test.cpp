@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -334,6 +335,47 @@ TEST_CASE("spawner: a second spawner joins a sandbox by its init's pidfd") {
           const auto status = wait_exit(*second, session->pid());
           if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 7) return 4;
           return sandbox->signal(SIGKILL).ok() && wait_exit(*first, sandbox->pid()) ? 0 : 5;
+        }) == 0);
+}
+
+TEST_CASE("spawner: a session of a watched sandbox brings its own bypass monitor listener") {
+  if (::geteuid() != 0) return;
+  CHECK(in_child([] {
+          auto spawner = start_spawner(/*bypass_monitor=*/true);
+          if (!spawner) return 1;
+          auto sandbox = spawner->spawn(spec_for({"/bin/sleep", "30"}), {});
+          if (!sandbox.ok()) return 2;
+          auto session = spawner->spawn_session(
+              sandbox->pidfd(),
+              spec_for({"/usr/bin/python3", "-c",
+                        "import socket, sys\n"
+                        "try: socket.create_connection(('192.0.2.1', 80), timeout=5)\n"
+                        "except OSError as e: sys.exit(e.errno)\n"}),
+              {});
+          if (!session.ok()) return 3;
+          rt::UniqueFd listener = session->take_bypass_listener();
+          if (!listener) return 4;
+          std::mutex mutex;
+          std::vector<rt::BypassAttempt> attempts;
+          auto monitor =
+              rt::BypassMonitor::start(std::move(listener), [&](const rt::BypassAttempt& attempt) {
+                const std::lock_guard lock(mutex);
+                attempts.push_back(attempt);
+              });
+          if (!monitor.ok()) return 5;
+          // The call was held in the kernel until the monitor answered; then it failed as it
+          // would have, unwatched.
+          const auto status = wait_exit(*spawner, session->pid());
+          if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != ENETUNREACH) return 6;
+          (*monitor)->stop();
+          const std::lock_guard lock(mutex);
+          if (attempts.size() != 1 || attempts[0].call != "connect" ||
+              attempts[0].address != "192.0.2.1" || attempts[0].port != 80 ||
+              attempts[0].pid != session->pid() ||
+              attempts[0].exe.find("python3") == std::string::npos) {
+            return 7;
+          }
+          return sandbox->signal(SIGKILL).ok() && wait_exit(*spawner, sandbox->pid()) ? 0 : 8;
         }) == 0);
 }
 
