@@ -4,25 +4,18 @@ sandbox user, its egress goes through the same proxy, a key not in authorized_ke
 
 Every test runs inside a fresh network namespace holding only `lo` (proxy_fixture.Lab).
 """
-import atexit
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 
 from proxy_fixture import Lab
+from ssh_fixture import AUTHORIZED, BAD_KEY, BASE, SshSandbox as SshFixture, write_policy
 from tap import BIN, main, test
 
 CURL = "/usr/bin/curl"
 ORIGIN_IP = "127.0.0.2"
 SANDBOX_UID = 1500
 NOBODY = 65534
-
-# Outside /tmp, which the sandbox replaces with its own.
-BASE = tempfile.mkdtemp(prefix="openshell-ssh-test-", dir="/var/tmp")
-os.chmod(BASE, 0o755)
-atexit.register(shutil.rmtree, BASE, True)
 
 
 def policy(network, uid=SANDBOX_UID):
@@ -42,77 +35,10 @@ def policy(network, uid=SANDBOX_UID):
     return "\n".join(lines) + "\n"
 
 
-def write(text):
-    path = os.path.join(BASE, f"policy-{time.monotonic_ns()}.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o644)
-    return path
-
-
-def keypair(name):
-    path = os.path.join(BASE, name)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True)
-    return path
-
-
-GOOD_KEY = keypair("good")
-BAD_KEY = keypair("bad")
-AUTHORIZED = os.path.join(BASE, "authorized_keys")
-shutil.copy(GOOD_KEY + ".pub", AUTHORIZED)
-
-
-class SshSandbox:
-    """`openshell sandbox --ssh` running `command` (default: `sleep`) until the test ends."""
-
-    def __init__(self, policy_text, command=("/bin/sleep", "120"), extra=(), stdin=None,
-                 env=None):
-        self.socket = os.path.join(BASE, f"ssh-{time.monotonic_ns()}", "sock")
-        argv = [BIN, "sandbox", "--log-format", "json", "--allow-loopback-upstream",
-                "--log-level", "info", "--policy", write(policy_text), "--ssh", "unix:" + self.socket,
-                "--ssh-authorized-keys", AUTHORIZED, *extra, "--", *command]
-        self.log_path = os.path.join(BASE, f"log-{time.monotonic_ns()}")
-        self.log = open(self.log_path, "w")
-        self.out_path = self.log_path + ".out"
-        self.out = open(self.out_path, "w")
-        self.process = subprocess.Popen(argv, stdout=self.out, stderr=self.log, cwd=BASE,
-                                        stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                        env=env)
-        deadline = time.monotonic() + 20
-        while not os.path.exists(self.socket):
-            assert self.process.poll() is None, "sandbox exited:\n" + self.log_text()
-            assert time.monotonic() < deadline, "no SSH socket:\n" + self.log_text()
-            time.sleep(0.05)
-
-    def client_options(self, key=GOOD_KEY):
-        return ["-F", "/dev/null", "-i", key,
-                "-o", f"ProxyCommand=socat - UNIX-CONNECT:{self.socket}",
-                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR"]
-
-    def log_text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def ssh(self, command, key=GOOD_KEY, stdin=None, timeout=30, tty="-T", options=()):
-        argv = ["ssh", tty, *self.client_options(key), *options, "sandbox"] + \
-            (["--", command] if command else [])
-        return subprocess.run(argv, input=stdin if stdin is not None else "",
-                              capture_output=True, text=True, timeout=timeout)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-        self.out.close()
+def SshSandbox(policy_text, extra=(), **kwargs):
+    """The shared fixture on a unix socket; the proxy may reach this test's loopback origins."""
+    return SshFixture(write_policy(policy_text), extra=["--allow-loopback-upstream", *extra],
+                      **kwargs)
 
 
 @test
@@ -296,9 +222,8 @@ def ssh_env_requests_pass_the_allowlist_only():
     with Lab(), SshSandbox(policy({})) as box:
         result = box.ssh("echo ${LC_OPENSHELL_TEST:-unset} ${LD_PRELOAD:-unset} "
                          "${HTTPS_PROXY:-unset}",
-                         options=["-o", "SetEnv=LC_OPENSHELL_TEST=kept",
-                                  "-o", "SetEnv=LD_PRELOAD=/tmp/evil.so",
-                                  "-o", "SetEnv=HTTPS_PROXY=http://127.0.0.9:1"])
+                         options=["SetEnv=LC_OPENSHELL_TEST=kept", "SetEnv=LD_PRELOAD=/tmp/evil.so",
+                                  "SetEnv=HTTPS_PROXY=http://127.0.0.9:1"])
         assert result.returncode == 0, result.stderr
         words = result.stdout.split()
         assert words[:2] == ["kept", "unset"], result.stdout

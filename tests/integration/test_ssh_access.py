@@ -4,120 +4,31 @@ failed authentications, the idle timeout, and the --ssh* flags' validation.
 
 Every test runs inside a fresh network namespace holding only `lo` (proxy_fixture.Lab).
 """
-import atexit
-import json
 import os
-import re
 import shutil
 import subprocess
-import tempfile
 import time
 
 from proxy_fixture import Lab
-from tap import BIN, main, run, test
+from ssh_fixture import (AUTHORIZED, BAD_KEY, BASE, GOOD_KEY, SshSandbox, keypair, sandbox_argv,
+                         write_policy)
+from tap import main, run, test
 
 SANDBOX_UID = 1500
 # The server's per-peer limit (kSshMaxFailuresPerPeer).
 MAX_FAILURES_PER_PEER = 10
 
-# Outside /tmp, which the sandbox replaces with its own.
-BASE = tempfile.mkdtemp(prefix="openshell-ssh-access-test-", dir="/var/tmp")
-os.chmod(BASE, 0o755)
-atexit.register(shutil.rmtree, BASE, True)
-
-POLICY = os.path.join(BASE, "policy.yaml")
-with open(POLICY, "w") as policy_file:
-    policy_file.write("\n".join([
-        "version: 1", "filesystem_policy:", "  include_workdir: false",
-        "  read_only: [/usr, /lib, /etc, /proc, /dev/urandom]",
-        "  read_write: [/tmp, /dev/null]",
-        "process:", f'  run_as_user: "{SANDBOX_UID}"', f'  run_as_group: "{SANDBOX_UID}"',
-        "network_policies: {}"]) + "\n")
-os.chmod(POLICY, 0o644)
-
-
-def keypair(name, mode=0o600):
-    path = os.path.join(BASE, name)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", path], check=True)
-    os.chmod(path, mode)
-    return path
-
-
-GOOD_KEY = keypair("good")
-BAD_KEY = keypair("bad")
-AUTHORIZED = os.path.join(BASE, "authorized_keys")
-shutil.copy(GOOD_KEY + ".pub", AUTHORIZED)
-
-
-def sandbox_argv(listen, *extra, command=("/bin/sleep", "120")):
-    return [BIN, "sandbox", "--log-format", "json", "--log-level", "info", "--policy", POLICY,
-            "--ssh", listen, "--ssh-authorized-keys", AUTHORIZED, *extra, "--", *command]
-
-
-class SshSandbox:
-    """`openshell sandbox --ssh LISTEN` running `sleep` until the test ends; ready once the
-    server logged where it listens."""
-
-    def __init__(self, listen="tcp:127.0.0.1:0", *extra):
-        self.log_path = os.path.join(BASE, f"log-{time.monotonic_ns()}")
-        self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(sandbox_argv(listen, *extra), stdout=subprocess.DEVNULL,
-                                        stderr=self.log, cwd=BASE)
-        deadline = time.monotonic() + 20
-        while True:
-            found = [re.match(r"ssh: listening on (\S+); host key (SHA256:\S+)$", m)
-                     for m in self.messages()]
-            found = [m for m in found if m]
-            if found:
-                self.address, self.fingerprint = found[0].groups()
-                break
-            assert self.process.poll() is None, "sandbox exited:\n" + self.log_text()
-            assert time.monotonic() < deadline, "no SSH listener:\n" + self.log_text()
-            time.sleep(0.05)
-        tcp = re.fullmatch(r"tcp:(\d+\.\d+\.\d+\.\d+):(\d+)", self.address)
-        self.host, self.port = (tcp.group(1), int(tcp.group(2))) if tcp else (None, None)
-
-    def log_text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def messages(self):
-        """The `message` of every JSON log line so far."""
-        out = []
-        for line in self.log_text().splitlines():
-            try:
-                out.append(json.loads(line).get("message", ""))
-            except ValueError:
-                out.append(line)
-        return out
-
-    def ssh(self, command, key=GOOD_KEY, options=(), timeout=30, extra=()):
-        """OpenSSH's client straight to the TCP listener (no ProxyCommand)."""
-        argv = ["ssh", "-F", "/dev/null", "-T", "-i", key, "-p", str(self.port),
-                "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
-        if not any(o.startswith("StrictHostKeyChecking") for o in options):
-            argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
-        for option in options:
-            argv += ["-o", option]
-        argv += [*extra, self.host] + (["--", command] if command else [])
-        return subprocess.run(argv, input="", capture_output=True, text=True, timeout=timeout)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+POLICY = write_policy("\n".join([
+    "version: 1", "filesystem_policy:", "  include_workdir: false",
+    "  read_only: [/usr, /lib, /etc, /proc, /dev/urandom]",
+    "  read_write: [/tmp, /dev/null]",
+    "process:", f'  run_as_user: "{SANDBOX_UID}"', f'  run_as_group: "{SANDBOX_UID}"',
+    "network_policies: {}"]) + "\n")
 
 
 @test
 def ssh_tcp_listener_on_an_ephemeral_port_serves_exec():
-    with Lab(), SshSandbox("tcp:127.0.0.1:0") as box:
+    with Lab(), SshSandbox(POLICY, "tcp:127.0.0.1:0") as box:
         assert box.port and box.port != 0, box.address
         result = box.ssh("id -u")
         assert result.returncode == 0, result.stderr + box.log_text()[-3000:]
@@ -129,7 +40,7 @@ def ssh_host_key_file_is_the_key_clients_see():
     host_key = keypair(f"host-{time.monotonic_ns()}")
     listed = subprocess.run(["ssh-keygen", "-lf", host_key + ".pub"], capture_output=True,
                             text=True, check=True).stdout.split()
-    with Lab(), SshSandbox("tcp:127.0.0.1:0", "--ssh-host-key", host_key) as box:
+    with Lab(), SshSandbox(POLICY, "tcp:127.0.0.1:0", extra=["--ssh-host-key", host_key]) as box:
         assert box.fingerprint == listed[1], (box.fingerprint, listed)
         # A known_hosts holding exactly that key, checked strictly.
         known = os.path.join(BASE, f"known-{time.monotonic_ns()}")
@@ -162,7 +73,7 @@ def ssh_host_key_open_to_others_or_not_a_key_is_refused():
                       (public_only, "not an OpenSSH private key")):
         with Lab():
             started = time.monotonic()
-            result = subprocess.run(sandbox_argv("tcp:127.0.0.1:0", "--ssh-host-key", path),
+            result = subprocess.run(sandbox_argv(POLICY, "tcp:127.0.0.1:0", "--ssh-host-key", path),
                                     capture_output=True, text=True, timeout=30, cwd=BASE)
             assert result.returncode != 0, (path, result.returncode, result.stderr)
             assert time.monotonic() - started < 20, "the sandbox did not keep running"
@@ -171,12 +82,9 @@ def ssh_host_key_open_to_others_or_not_a_key_is_refused():
 
 @test
 def ssh_peer_with_too_many_failures_is_closed_at_accept():
-    with Lab(), SshSandbox("tcp:127.0.0.1:0") as box:
+    with Lab(), SshSandbox(POLICY, "tcp:127.0.0.1:0") as box:
         def argv(key, source):
-            return ["ssh", "-F", "/dev/null", "-T", "-i", key, "-p", str(box.port), "-b", source,
-                    "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                    box.host, "--", "id -u"]
+            return ["ssh", "-T", *box.client_options(key), "-b", source, box.host, "--", "id -u"]
 
         # Ten refused keys at once from 127.0.0.1 (each connection tries one key).
         clients = [subprocess.Popen(argv(BAD_KEY, "127.0.0.1"), stdin=subprocess.DEVNULL,
@@ -204,7 +112,7 @@ def ssh_peer_with_too_many_failures_is_closed_at_accept():
 
 @test
 def ssh_connection_without_channels_is_closed_when_idle():
-    with Lab(), SshSandbox("tcp:127.0.0.1:0", "--ssh-idle-timeout", "2") as box:
+    with Lab(), SshSandbox(POLICY, "tcp:127.0.0.1:0", extra=["--ssh-idle-timeout", "2"]) as box:
         started = time.monotonic()
         # -N: authenticated, but no channel is ever opened; the client would wait forever.
         result = box.ssh(None, extra=("-N",), timeout=20)
@@ -232,6 +140,34 @@ def ssh_flags_are_validated():
         result = run("sandbox", *flags, *keys, "--", "/bin/true")
         assert result.returncode == 2, (flags, result.returncode, result.stderr)
         assert why in result.stderr, (flags, result.stderr)
+
+
+@test
+def ssh_junk_and_dying_clients_leave_the_server_serving():
+    import socket
+    with Lab(), SshSandbox(POLICY, "tcp:127.0.0.1:0") as box:
+        for payload in (os.urandom(4096), b"SSH-2.0-junk\r\n" + os.urandom(2048),
+                        b"GET / HTTP/1.1\r\n\r\n", b"SSH-2.0-" + b"x" * 70000 + b"\r\n", b""):
+            with socket.create_connection((box.host, box.port), timeout=5) as junk:
+                junk.sendall(payload)
+                junk.shutdown(socket.SHUT_WR)
+                junk.settimeout(5)
+                try:
+                    while junk.recv(4096):
+                        pass
+                except OSError:
+                    pass  # a reset is a fine answer to junk
+        # A client killed in the middle of a session takes only its own session with it.
+        dying = subprocess.Popen(["ssh", "-T", *box.client_options(), box.host, "--",
+                                  "sleep 30"], stdin=subprocess.DEVNULL)
+        time.sleep(1.0)
+        dying.kill()
+        dying.wait()
+        result = box.ssh("echo still-serving")
+        assert result.returncode == 0 and result.stdout == "still-serving\n", \
+            (result.returncode, result.stderr, box.log_text()[-3000:])
+        assert any("key exchange" in m for m in box.messages()), box.log_text()[-3000:]
+        assert box.process.poll() is None
 
 
 if __name__ == "__main__":
