@@ -91,7 +91,6 @@ int Connection::on_auth_pubkey(ssh_session, const char* user, ssh_key_struct* ke
     return SSH_AUTH_SUCCESS;
   }
   ++connection.refused_;
-  context.throttle.record_failure(connection.peer_);
   context.log.warn("ssh: connection {}: public key refused (user {}, {})", connection.id_,
                    user_name, connection.peer_);
   std::this_thread::sleep_for(kSshAuthFailureDelay);
@@ -223,6 +222,10 @@ void Connection::serve() {
     }
     if (deadline_passed(Clock::now())) break;
   }
+  // One failure per connection that ended without getting in after a refused key (as
+  // OpenSSH's PerSourcePenalties counts authfail): an agent offering five keys before the right
+  // one is not five strikes.
+  if (!authenticated_ && refused_ > 0) context_.throttle.record_failure(peer_);
   for (const pollfd& old : registered_)
     ssh_event_remove_fd(event, old.fd);
   registered_.clear();

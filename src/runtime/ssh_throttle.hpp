@@ -1,7 +1,8 @@
 // Failed SSH authentications per peer, across connections (issue 9: "failed auth is logged and
-// rate-limited"). A peer is a uid on the unix socket or an address over TCP; one with
-// kSshMaxFailuresPerPeer failures inside kSshFailureWindow is turned away at accept until the
-// oldest of them leaves the window. Thread-safe.
+// rate-limited"). A failure is a connection that ended without getting in after a refused key; a
+// peer is a uid on the unix socket or an address over TCP. One with kSshMaxFailuresPerPeer
+// failures inside kSshFailureWindow is turned away at accept until the oldest of them leaves the
+// window. Thread-safe.
 #pragma once
 
 #include <chrono>

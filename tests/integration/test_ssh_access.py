@@ -170,5 +170,21 @@ def ssh_junk_and_dying_clients_leave_the_server_serving():
         assert box.process.poll() is None
 
 
+@test
+def ssh_a_refused_key_before_the_right_one_is_no_strike():
+    # Like an agent offering several keys: each connection is refused one key, then gets in.
+    with Lab(), SshSandbox(POLICY, "tcp:127.0.0.1:0") as box:
+        argv = ["ssh", "-T", *box.client_options(BAD_KEY), "-i", GOOD_KEY, box.host, "--", "id -u"]
+        clients = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+                   for _ in range(MAX_FAILURES_PER_PEER + 2)]
+        for client in clients:
+            out, err = client.communicate(timeout=60)
+            assert client.returncode == 0 and out.strip() == str(SANDBOX_UID), \
+                (client.returncode, out, err, box.log_text()[-2000:])
+        assert sum("public key refused" in m for m in box.messages()) == len(clients)
+        assert not any("failed to authenticate" in m for m in box.messages())
+
+
 if __name__ == "__main__":
     main()

@@ -31,10 +31,11 @@ inline constexpr std::chrono::seconds kSshAuthTimeout{30};
 inline constexpr std::chrono::milliseconds kSshAuthFailureDelay{1'000};
 // Authentication attempts per connection before it is closed.
 inline constexpr int kSshMaxAuthAttempts = 6;
-// A connection that moves no byte either way for this long is closed (0 in the options: never).
+// A connection with no channel open for this long is closed (0 in the options: never).
 inline constexpr std::chrono::seconds kSshDefaultIdleTimeout{30 * 60};
-// Failed authentications one peer (a uid on the unix socket, an address over TCP) may have within
-// kSshFailureWindow; past that its connections are closed at accept until the window moves on.
+// Failed connections (ended without authenticating after a refused key) one peer (a uid on the
+// unix socket, an address over TCP) may have within kSshFailureWindow; past that its connections
+// are closed at accept until the window moves on.
 inline constexpr int kSshMaxFailuresPerPeer = 10;
 inline constexpr std::chrono::seconds kSshFailureWindow{60};
 
