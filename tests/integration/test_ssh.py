@@ -70,6 +70,18 @@ def ssh_exit_status_stdin_and_stderr_come_back():
 
 
 @test
+def ssh_stdin_and_stdout_stream_both_ways_at_once():
+    # More than the channel windows in both directions at the same time: neither side may wait
+    # for the other (flow control, not buffering, keeps memory bounded).
+    data = os.urandom(16 * 1024 * 1024)
+    with Lab(), SshSandbox(policy({})) as box:
+        argv = ["ssh", "-T", *box.client_options(), "sandbox", "--", "cat"]
+        result = subprocess.run(argv, input=data, capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout) == len(data) and result.stdout == data
+
+
+@test
 def ssh_shell_reads_its_commands_from_stdin():
     with Lab(), SshSandbox(policy({})) as box:
         result = box.ssh(None, stdin="echo from-shell $(id -u)\nexit 3\n")
