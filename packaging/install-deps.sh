@@ -15,6 +15,9 @@ packages=(
   clang libclang-rt-14-dev
   # benchmarks and the peers they are compared with
   libbenchmark-dev tinyproxy squid bubblewrap mitmproxy
+  # tests/bench/ssh_bench.py's peer: the bench starts its own sshd; policy-rc.d below keeps the
+  # package from starting a system one on port 22
+  openssh-server
 )
 
 missing=()

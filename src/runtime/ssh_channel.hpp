@@ -15,6 +15,8 @@ class ChannelHandler {
   virtual void watch(Watches& watches) const = 0;
   // Waiting for a session's exit notice (the loop then watches the spawner's channel).
   virtual bool awaits_exit() const { return false; }
+  // Input may still wait inside libssh, which no descriptor announces: pump again at once.
+  virtual bool backlog() const { return false; }
 };
 
 }  // namespace openshell::runtime::ssh

@@ -22,6 +22,16 @@ Flow fd_to_channel(int fd, ssh_channel channel, bool extended) {
   return sent == SSH_ERROR ? Flow::kEnd : Flow::kMoved;
 }
 
+Flow drain_fd_to_channel(int fd, ssh_channel channel, bool extended) {
+  Flow last = Flow::kIdle;
+  for (int reads = 0; reads < kReadsPerRound; ++reads) {
+    const Flow flow = fd_to_channel(fd, channel, extended);
+    if (flow != Flow::kMoved) return flow;
+    last = flow;
+  }
+  return last;
+}
+
 bool send_within_window(ssh_channel channel, std::string& bytes, bool extended) {
   const size_t size = std::min<size_t>(ssh_channel_window_size(channel), bytes.size());
   if (size == 0) return true;
@@ -54,6 +64,14 @@ Flow Inbound::to_fd(ssh_channel channel, int fd) {
     return Flow::kEnd;
   }
   pending_.erase(0, static_cast<size_t>(put));
+  return Flow::kMoved;
+}
+
+Flow Inbound::drain_to_fd(ssh_channel channel, int fd) {
+  for (int reads = 0; reads < kReadsPerRound; ++reads) {
+    const Flow flow = to_fd(channel, fd);
+    if (flow != Flow::kMoved) return flow;
+  }
   return Flow::kMoved;
 }
 

@@ -7,6 +7,7 @@
 #include <libssh/callbacks.h>
 #include <libssh/server.h>
 
+#include <algorithm>
 #include <chrono>
 #include <list>
 #include <memory>
@@ -216,7 +217,9 @@ void Connection::serve() {
   }
   while (!context_.stop.load() && ssh_is_connected(session_) != 0) {
     update_watches(event);
-    if (ssh_event_dopoll(event, kLoopSliceMs) == SSH_ERROR) break;
+    const bool backlog = std::any_of(channels_.begin(), channels_.end(),
+                                     [](const auto& channel) { return channel->backlog(); });
+    if (ssh_event_dopoll(event, backlog ? 0 : kLoopSliceMs) == SSH_ERROR) break;
     for (auto it = channels_.begin(); it != channels_.end();) {
       it = (*it)->pump() ? std::next(it) : channels_.erase(it);
     }

@@ -71,20 +71,18 @@ Result<UniqueFd> connect_in_namespace(int netns, const sockaddr_storage& destina
 
 bool ForwardChannel::pump() {
   if (ssh_channel_is_closed(channel_) != 0) return false;
+  backlog_ = false;
   if (!to_socket_ended_) {
-    const Flow flow = inbound_.to_fd(channel_, socket_.get());
+    const Flow flow = inbound_.drain_to_fd(channel_, socket_.get());
     if (flow == Flow::kEnd) {
       to_socket_ended_ = true;
       ::shutdown(socket_.get(), SHUT_WR);
     }
+    backlog_ = flow == Flow::kMoved;
   }
-  while (!from_socket_ended_) {
-    const Flow flow = fd_to_channel(socket_.get(), channel_, false);
-    if (flow == Flow::kEnd) {
-      from_socket_ended_ = true;
-      ssh_channel_send_eof(channel_);
-    }
-    if (flow != Flow::kMoved) break;
+  if (!from_socket_ended_ && drain_fd_to_channel(socket_.get(), channel_, false) == Flow::kEnd) {
+    from_socket_ended_ = true;
+    ssh_channel_send_eof(channel_);
   }
   if (to_socket_ended_ && from_socket_ended_) {
     ssh_channel_close(channel_);

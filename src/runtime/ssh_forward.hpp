@@ -35,6 +35,7 @@ class ForwardChannel : public ChannelHandler {
 
   bool pump() override;
   void watch(Watches& watches) const override;
+  bool backlog() const override { return backlog_; }
 
  private:
   ssh_channel channel_;
@@ -42,6 +43,7 @@ class ForwardChannel : public ChannelHandler {
   Inbound inbound_;
   bool to_socket_ended_ = false;  // the client's EOF was passed on
   bool from_socket_ended_ = false;
+  bool backlog_ = false;
 };
 
 }  // namespace openshell::runtime::ssh

@@ -8,6 +8,7 @@
 #include <libssh/libssh.h>
 #include <libssh/server.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -324,6 +325,12 @@ struct SshServer::State {
       UniqueFd client(::accept4(listener.get(), reinterpret_cast<sockaddr*>(&from), &from_length,
                                 SOCK_CLOEXEC));
       if (!client) continue;
+      if (from.ss_family != AF_UNIX) {
+        // SSH writes small packets (echoes, acks, exit statuses): without this each waits for
+        // the peer's delayed ACK, ~40 ms a round trip.
+        const int one = 1;
+        ::setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      }
       const std::string peer = peer_of(client.get(), from);
       if (!throttle.admits(peer)) {
         warn_throttled(peer);
@@ -351,6 +358,9 @@ struct SshServer::State {
         const ssh::ConnectionContext context{options, launcher, throttle,
                                              log,     stop,     sandbox_netns.get()};
         ssh::serve_connection(session, context, peer, id);
+        // libssh closed its fd; our duplicate would keep the connection open (the client
+        // waiting) until the next accept reaps this thread.
+        ::shutdown(connection.socket.get(), SHUT_RDWR);
         connection.done = true;
       });
     }

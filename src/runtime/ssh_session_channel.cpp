@@ -20,8 +20,6 @@ constexpr char kCtrlQ = 0x11;
 // Bounds on what env requests may add to a session.
 constexpr size_t kMaxEnvEntries = 64;
 constexpr size_t kMaxEnvEntryBytes = 4096;
-// Reads per descriptor per round: a bulk copy moves up to this many chunks between polls.
-constexpr int kReadsPerRound = 8;
 constexpr const char* kReadOnlyVariable = "OPENSHELL_MAIN_READ_ONLY";
 
 int exit_code_of(int wait_status) {
@@ -87,11 +85,7 @@ Result<Stdio> make_stdio(bool tty, const winsize& size) {
 
 // Copies `fd` to the channel for this round; resets it at its end.
 void drain_output(UniqueFd& fd, ssh_channel channel, bool extended) {
-  for (int reads = 0; fd && reads < kReadsPerRound; ++reads) {
-    const Flow flow = fd_to_channel(fd.get(), channel, extended);
-    if (flow == Flow::kEnd) fd.reset();
-    if (flow != Flow::kMoved) return;
-  }
+  if (fd && drain_fd_to_channel(fd.get(), channel, extended) == Flow::kEnd) fd.reset();
 }
 
 }  // namespace
@@ -307,8 +301,11 @@ bool SessionChannel::pump() {
 }
 
 bool SessionChannel::pump_process() {
+  backlog_ = false;
   if (in_) {
-    if (inbound_.to_fd(channel_, in_.get()) == Flow::kEnd) in_.reset();
+    const Flow flow = inbound_.drain_to_fd(channel_, in_.get());
+    if (flow == Flow::kEnd) in_.reset();
+    backlog_ = flow == Flow::kMoved;
   } else {
     inbound_.fill(channel_);  // the session closed its stdin: what the client sends is dropped
     inbound_.pending().clear();
@@ -329,15 +326,22 @@ bool SessionChannel::pump_process() {
 }
 
 bool SessionChannel::pump_attachment() {
-  if (to_main_.empty()) {
-    inbound_.fill(channel_);
-    to_main_ = detach_.scan(inbound_.pending());
-    inbound_.pending().clear();
-  }
-  if (!to_main_.empty()) {
+  backlog_ = false;
+  for (int reads = 0; !detach_.detached() && !inbound_.eof(); ++reads) {
+    if (reads == kReadsPerRound) {
+      backlog_ = true;
+      break;
+    }
+    if (to_main_.empty()) {
+      inbound_.fill(channel_);
+      to_main_ = detach_.scan(inbound_.pending());
+      inbound_.pending().clear();
+    }
+    if (to_main_.empty()) break;
     const ssize_t put = attachment_->write_input(to_main_);
     if (put > 0) to_main_.erase(0, static_cast<size_t>(put));
     if (put < 0 && errno != EAGAIN && errno != EINTR) to_main_.clear();
+    if (!to_main_.empty()) break;  // the PTY is full: watch() waits for it to drain
   }
   if (detach_.detached()) {
     context_.log.info("ssh: connection {}: detached from the main process", id_);
@@ -373,6 +377,7 @@ void SessionChannel::watch(Watches& watches) const {
   const bool window = ssh_channel_window_size(channel_) > 0;
   if (attachment_) {
     if (to_client_.empty() && window) ssh::watch(watches, attachment_->wake_fd(), POLLIN);
+    if (!to_main_.empty()) ssh::watch(watches, attachment_->input_fd(), POLLOUT);
     return;
   }
   if (!inbound_.pending().empty()) ssh::watch(watches, in_.get(), POLLOUT);

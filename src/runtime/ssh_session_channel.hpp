@@ -46,6 +46,7 @@ class SessionChannel : public ChannelHandler {
   bool pump() override;
   void watch(Watches& watches) const override;
   bool awaits_exit() const override { return session_ && !exit_status_; }
+  bool backlog() const override { return backlog_; }
 
  private:
   static int on_pty_request(ssh_session, ssh_channel, const char* term, int columns, int rows, int,
@@ -88,7 +89,9 @@ class SessionChannel : public ChannelHandler {
   std::string to_client_;
   std::string to_main_;
   DetachScanner detach_;
-  bool lingering_ = false;  // the main process's end was delivered; kept until the client leaves
+  bool lingering_ = false;
+  bool backlog_ = false;  // the last round stopped at its read bound  // the main process's end was
+                          // delivered; kept until the client leaves
 };
 
 }  // namespace openshell::runtime::ssh

@@ -42,6 +42,10 @@ COPY_TIMEOUT_S = 120.0
 # Run as nobody (as test_ssh.py's scp test): sftp-server looks its user up, nobody has an entry.
 SANDBOX_UID = 65534
 MIB = 1024 * 1024
+# The key exchange both servers are held to by default. OpenSSH 9's client prefers
+# sntrup761x25519-sha512, which libssh 0.10 lacks; its key generation alone costs the client
+# tens of ms, which would be charged to sshd's connection time.
+PINNED_KEX = "curve25519-sha256"
 
 
 def log(msg):
@@ -100,6 +104,8 @@ class Server:
         self.name, self.log_path, self.upload_dir = name, log_path, upload_dir
         self.port = None
         self.master = None  # the ControlMaster client holding one connection open
+        self.mux = None  # its ControlPath
+        self.argv_shown = argv
         self.algorithms = ""
         self.log_file = open(log_path, "w")
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
@@ -126,14 +132,38 @@ class Server:
         self.log_file.close()
 
 
-def start_sshd(tmp, port):
+def bench_passwd(tmp):
+    """/etc/passwd with root's home moved to an empty directory and its shell set to bash.
+
+    openshell runs a command as `/bin/bash -c CMD` (sftp-server directly) with no rc file to
+    read; sshd runs it with the user's login shell, and Debian's bash reads ~/.bashrc when
+    started by sshd. A root's .bashrc that runs pyenv or conda would then be what is measured.
+    """
+    home = tmp / "sshd-home"
+    home.mkdir(mode=0o700)
+    lines = []
+    for line in Path("/etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) == 7 and fields[0] == "root":
+            fields[5], fields[6] = str(home), "/bin/bash"
+        lines.append(":".join(fields))
+    path = tmp / "passwd"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o644)
+    return path
+
+
+def start_sshd(tmp, port, host_passwd):
     SSHD_PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     config = tmp / "sshd_config"
     config.write_text(sshd_config(tmp, port))
     upload = tmp / "sshd-upload"  # on the same tmpfs as the sandbox's /tmp
     upload.mkdir()
-    server = Server("sshd", [SSHD, "-D", "-e", "-f", str(config), "-p", str(port)],
-                    tmp / "sshd.log", str(upload))
+    argv = [SSHD, "-D", "-e", "-f", str(config), "-p", str(port)]
+    if not host_passwd:
+        argv = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c",
+                'mount --bind "$0" /etc/passwd && exec "$@"', str(bench_passwd(tmp))] + argv
+    server = Server("sshd", argv, tmp / "sshd.log", str(upload))
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
@@ -363,7 +393,8 @@ def copy_table(results, size_mib):
             if s is None:
                 out.append(f"| {label} | {name} | n/a | n/a | — | n/a | n/a | 0 |")
                 continue
-            r = "—" if name == "sshd" or not base else fmt(ratio(s["median"], base["median"])) + "×"
+            r = ("—" if name == "sshd" or not base
+                 else fmt(ratio(s["median"], base["median"])) + "×")
             out.append(f"| {label} | {name} | {fmt(s['median'], 1)} | {fmt(s['min'], 1)}–"
                        f"{fmt(s['max'], 1)} | {r} | {fmt(s['server_cpu'])} | "
                        f"{fmt(s['client_cpu'])} | {s['copies']} |")
@@ -395,7 +426,11 @@ def report(opts, servers, rows, results, notes):
         out.append(f"- {server.name}: `{' '.join(server.argv_shown)}`; negotiated: "
                    f"{server.algorithms}")
     out.append(f"\nClient options for both: `{' '.join(client_options('KEY', opts.ssh_option))}`"
-               " (ed25519 key), user root.")
+               " (ed25519 key), login `root@127.0.0.1`. sshd runs commands as root with "
+               + ("root's entry in the host's /etc/passwd (--host-passwd: its ~/.bashrc runs in "
+                  "every session)" if opts.host_passwd else
+                  "`/bin/bash -c` and an empty home (a private mount namespace binds a copy of "
+                  "/etc/passwd), as openshell runs them as uid 65534 in the sandbox") + ".")
     for note in notes:
         out.append(f"\nNote: {note}")
     return "\n".join(out), {"latency": lat_stats, "copies": cp_stats}
@@ -417,9 +452,19 @@ def parse_args():
     ap.add_argument("--ssh-option", action="append", default=[], metavar="KEY=VALUE",
                     help="extra -o for every client (repeatable), e.g. "
                     "KexAlgorithms=curve25519-sha256 or Ciphers=aes128-gcm@openssh.com")
+    ap.add_argument("--default-kex", action="store_true",
+                    help=f"let the client pick the key exchange (sshd: sntrup761x25519-sha512, "
+                    f"about 90 ms of client CPU here; openshell: {PINNED_KEX}) instead of "
+                    f"{PINNED_KEX} for both")
+    ap.add_argument("--host-passwd", action="store_true",
+                    help="sshd sees the host's /etc/passwd (root's own home and shell, so its "
+                    "~/.bashrc runs in every session) instead of an empty home and /bin/bash")
     ap.add_argument("--json", type=Path, help="also write raw results here")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (keys, logs)")
     opts = ap.parse_args()
+    if not opts.default_kex and not any(o.lower().startswith("kexalgorithms")
+                                        for o in opts.ssh_option):
+        opts.ssh_option.insert(0, f"KexAlgorithms={PINNED_KEX}")
     if opts.quick:
         opts.runs, opts.warmup, opts.copies, opts.size_mib = 10, 1, 1, 16
     if opts.runs < 1 or opts.warmup < 0 or opts.copies < 1 or opts.size_mib <= 0:
@@ -468,7 +513,7 @@ def main():
                 f.write(os.urandom(min(left, MIB)))
                 left -= min(left, MIB)
 
-        sshd = start_sshd(tmp, free_port())
+        sshd = start_sshd(tmp, free_port(), opts.host_passwd)
         sshd.argv_shown = [SSHD, "-D", "-e", "-f", "CONFIG", "-p", str(sshd.port)]
         servers.append(sshd)
         shell = start_openshell(opts.openshell, tmp)

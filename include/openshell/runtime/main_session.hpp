@@ -76,6 +76,8 @@ class MainSession::Attachment {
   bool owns_stdin() const;
   // Input for the main process (only with the lease); what the PTY took, or -1 with errno.
   ssize_t write_input(std::string_view bytes) const;
+  // Writable (poll) when the PTY takes input again after write_input() fell short.
+  int input_fd() const { return session_.master_; }
   void resize(unsigned short columns, unsigned short rows) const;
   // Sends `signal` to the terminal's foreground process group.
   void send_signal(int signal) const;
