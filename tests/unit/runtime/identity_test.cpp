@@ -57,8 +57,10 @@ openshell::Result<ProcessIdentity> identify_when(IdentityResolver& resolver,
                                                  const std::string& exe) {
   for (int attempt = 0;; ++attempt) {
     auto identity = resolver.identify(client, server);
-    const bool settled =
-        !identity.ok() ? identity.error().code == Errc::kPermission : identity->exe == exe;
+    // Mid-execve the kernel already shows the new exe while the argument area is not set up
+    // yet (cmdline reads empty): settled once both are the new program's.
+    const bool settled = !identity.ok() ? identity.error().code == Errc::kPermission
+                                        : identity->exe == exe && !identity->cmdline.empty();
     if (settled || attempt == 250) return identity;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
