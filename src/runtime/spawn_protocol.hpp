@@ -34,6 +34,9 @@ enum class Type : uint32_t {
   kSpawnSession = 5,  // runtime -> spawner: SandboxSpec; fds: stdin, stdout, stderr, the pidfd of
                       // the sandbox's init (answered by kSpawned with the session's pid and
                       // pidfd, or kSpawnFailed)
+  kConnect = 6,       // runtime -> spawner: a sockaddr_in or sockaddr_in6; fds: the pidfd of the
+                      // sandbox's init (answered by kConnected or kSpawnFailed)
+  kConnected = 7,     // spawner -> runtime: fds: a TCP socket connected inside the sandbox
 };
 
 struct Message {

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -35,6 +36,29 @@ Result<size_t> thread_count() {
 
 SpawnFailure spawner_gone(std::string what) {
   return {kExitSetupFailed, "spawner: " + std::move(what), {}};
+}
+
+// The spawner's answer to our last request: a message of type `expected`, or the failure it
+// sent. Exit notices that arrive meanwhile are queued for read_exit().
+Result<protocol::Message, SpawnFailure> await_reply(int channel, protocol::Type expected,
+                                                    std::deque<SandboxExit>& pending_exits) {
+  for (;;) {
+    auto received = protocol::receive_message(channel);
+    if (!received.ok()) return spawner_gone(received.error().message);
+    if (!received->has_value()) return spawner_gone("exited unexpectedly");
+    protocol::Message& message = **received;
+    if (message.type == protocol::Type::kExited) {
+      if (auto exit = protocol::decode_exit(message.payload)) pending_exits.push_back(*exit);
+      continue;
+    }
+    if (message.type == protocol::Type::kSpawnFailed) {
+      auto failure = protocol::decode_failure(message.payload);
+      if (!failure) return spawner_gone("malformed failure reply");
+      return std::move(*failure);
+    }
+    if (message.type != expected) return spawner_gone("unexpected message");
+    return std::move(message);
+  }
 }
 
 }  // namespace
@@ -134,44 +158,41 @@ Result<void> Session::signal(int signal_number) const {
 }
 
 Result<Sandbox, SpawnFailure> Spawner::await_spawned() {
-  for (;;) {
-    auto received = protocol::receive_message(channel_.get());
-    if (!received.ok()) return spawner_gone(received.error().message);
-    if (!received->has_value()) return spawner_gone("exited unexpectedly");
-    protocol::Message& message = **received;
-    switch (message.type) {
-      case protocol::Type::kExited:
-        if (auto exit = protocol::decode_exit(message.payload)) pending_exits_.push_back(*exit);
-        continue;
-      case protocol::Type::kSpawnFailed: {
-        auto failure = protocol::decode_failure(message.payload);
-        if (!failure) return spawner_gone("malformed failure reply");
-        return std::move(*failure);
-      }
-      case protocol::Type::kSpawned: {
-        auto spawned = protocol::decode_spawned(message.payload);
-        if (!spawned) return spawner_gone("malformed spawn reply");
-        // The pidfd, then each optional fd the flags announce, in this order.
-        const bool present[] = {spawned->has_listener, spawned->has_bypass_monitor,
-                                spawned->has_socket_diag};
-        const auto announced = std::count(std::begin(present), std::end(present), true);
-        if (message.fds.size() != static_cast<size_t>(1 + announced)) {
-          return spawner_gone("malformed spawn reply");
-        }
-        UniqueFd optional[3];
-        for (size_t i = 0, next = 1; i < 3; ++i) {
-          if (present[i]) optional[i] = std::move(message.fds[next++]);
-        }
-        return Sandbox(spawned->pid, std::move(message.fds[0]), std::move(optional[0]),
-                       std::move(optional[1]), std::move(optional[2]),
-                       std::move(spawned->warnings));
-      }
-      case protocol::Type::kSpawn:
-      case protocol::Type::kSpawnSession:
-        return spawner_gone("unexpected message");
-    }
-    return spawner_gone("unknown message");
+  auto reply = await_reply(channel_.get(), protocol::Type::kSpawned, pending_exits_);
+  if (!reply.ok()) return reply.error();
+  protocol::Message& message = *reply;
+  auto spawned = protocol::decode_spawned(message.payload);
+  if (!spawned) return spawner_gone("malformed spawn reply");
+  // The pidfd, then each optional fd the flags announce, in this order.
+  const bool present[] = {spawned->has_listener, spawned->has_bypass_monitor,
+                          spawned->has_socket_diag};
+  const auto announced = std::count(std::begin(present), std::end(present), true);
+  if (message.fds.size() != static_cast<size_t>(1 + announced)) {
+    return spawner_gone("malformed spawn reply");
   }
+  UniqueFd optional[3];
+  for (size_t i = 0, next = 1; i < 3; ++i) {
+    if (present[i]) optional[i] = std::move(message.fds[next++]);
+  }
+  return Sandbox(spawned->pid, std::move(message.fds[0]), std::move(optional[0]),
+                 std::move(optional[1]), std::move(optional[2]), std::move(spawned->warnings));
+}
+
+Result<UniqueFd> Spawner::connect_in_sandbox(int sandbox_pidfd, const sockaddr_storage& address) {
+  if (!channel_) return make_error(Errc::kUnavailable, "spawner: not running");
+  const size_t length = address.ss_family == AF_INET    ? sizeof(sockaddr_in)
+                        : address.ss_family == AF_INET6 ? sizeof(sockaddr_in6)
+                                                        : 0;
+  if (length == 0) return make_error(Errc::kInvalidArgument, "connect: not an IP address");
+  const int fds[1] = {sandbox_pidfd};
+  auto sent = protocol::send_message(
+      channel_.get(), protocol::Type::kConnect,
+      std::string_view(reinterpret_cast<const char*>(&address), length), fds);
+  if (!sent.ok()) return sent.error();
+  auto reply = await_reply(channel_.get(), protocol::Type::kConnected, pending_exits_);
+  if (!reply.ok()) return make_error(Errc::kUnavailable, reply.error().message);
+  if (reply->fds.size() != 1) return make_error(Errc::kInternal, "spawner: malformed reply");
+  return std::move(reply->fds[0]);
 }
 
 Result<std::optional<SandboxExit>> Spawner::read_exit() {

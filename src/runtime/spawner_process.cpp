@@ -6,7 +6,9 @@
 
 #include <fcntl.h>
 #include <fmt/core.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -250,6 +252,65 @@ int failure_exit_code(const child::Report& report) {
   return report.err == ENOENT ? kExitNotFound : kExitCannotExecute;
 }
 
+// The connect helper (Loop::handle_connect), in the spawner's fork: joins the namespaces,
+// connects, sends {errno, socket} on `answer` and exits. System calls only.
+[[noreturn]] void connect_and_send(int init_pidfd, int join_flags, const sockaddr_storage& address,
+                                   size_t length, int answer) {
+  int err = 0;
+  int sock = -1;
+  if (join_flags != 0 && ::setns(init_pidfd, join_flags) != 0) {
+    err = errno;
+  } else if ((sock = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+    err = errno;
+  } else if (::connect(sock, reinterpret_cast<const sockaddr*>(&address),
+                       static_cast<socklen_t>(length)) != 0) {
+    // Loopback answers at once (accepted or refused): a blocking connect is bounded.
+    err = errno;
+  }
+  iovec data{&err, sizeof err};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  if (err == 0) {
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &sock, sizeof sock);
+  }
+  const ssize_t sent = ::sendmsg(answer, &message, MSG_NOSIGNAL);
+  ::_exit(sent == static_cast<ssize_t>(sizeof err) ? 0 : 1);
+}
+
+// The helper's answer: its errno (0: connected) and the socket. EPIPE when it died first.
+std::pair<int, UniqueFd> receive_errno_and_fd(int answer) {
+  int err = EPIPE;
+  iovec data{&err, sizeof err};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr message{};
+  message.msg_iov = &data;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  if (::recvmsg(answer, &message, MSG_CMSG_CLOEXEC) != static_cast<ssize_t>(sizeof err)) {
+    return {EPIPE, UniqueFd()};
+  }
+  UniqueFd socket;
+  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&message); cmsg != nullptr;
+       cmsg = CMSG_NXTHDR(&message, cmsg)) {
+    if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+      socket.reset(fd);
+    }
+  }
+  if (err == 0 && !socket) err = EPROTO;
+  return {err, err == 0 ? std::move(socket) : UniqueFd()};
+}
+
 class Loop {
  public:
   Loop(int channel, const SpawnerConfig& config) : channel_(channel), config_(config) {}
@@ -272,6 +333,7 @@ class Loop {
         if (!message.ok() || !message->has_value()) shutdown();
         if ((*message)->type == protocol::Type::kSpawn) handle_spawn(**message);
         if ((*message)->type == protocol::Type::kSpawnSession) handle_session(**message);
+        if ((*message)->type == protocol::Type::kConnect) handle_connect(**message);
       }
     }
   }
@@ -521,6 +583,57 @@ class Loop {
         channel_, protocol::Type::kSpawned,
         protocol::encode_spawned({pid, reports.warnings, false, static_cast<bool>(bypass), false}),
         fds);
+  }
+
+  // A TCP connect inside a running sandbox (Spawner::connect_in_sandbox): a helper joins the
+  // init's user namespace (when it has its own, which gives it the capability to join the rest)
+  // and network namespace, connects, and sends the socket back with the connect's errno.
+  void handle_connect(protocol::Message& request) {
+    sockaddr_storage address{};
+    const std::string& raw = request.payload;
+    if (request.fds.size() != 1 || raw.size() > sizeof address) {
+      return reply_failure({kExitSetupFailed, "malformed connect request", {}});
+    }
+    std::memcpy(&address, raw.data(), raw.size());
+    const bool sized = (address.ss_family == AF_INET && raw.size() == sizeof(sockaddr_in)) ||
+                       (address.ss_family == AF_INET6 && raw.size() == sizeof(sockaddr_in6));
+    if (!sized) return reply_failure({kExitSetupFailed, "malformed connect request", {}});
+    auto join_flags = session_join_flags(request.fds[0].get());
+    if (!join_flags.ok()) return reply_failure({kExitSetupFailed, join_flags.error().message, {}});
+    const int flags = *join_flags & (CLONE_NEWUSER | CLONE_NEWNET);
+
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+      return reply_failure({kExitSetupFailed, Error::from_errno("socketpair").message, {}});
+    }
+    UniqueFd ours(pair[0]);
+    UniqueFd theirs(pair[1]);
+    const long helper = ::syscall(SYS_clone, static_cast<unsigned long>(SIGCHLD), nullptr, nullptr,
+                                  nullptr, nullptr);
+    if (helper < 0) {
+      return reply_failure({kExitSetupFailed, Error::from_errno("connect: fork").message, {}});
+    }
+    if (helper == 0)
+      connect_and_send(request.fds[0].get(), flags, address, raw.size(), theirs.get());
+    theirs.reset();
+    // The helper is reaped by reap() like a session's joiner; it exits once it has sent.
+    pollfd ready{ours.get(), POLLIN, 0};
+    const int timeout_ms = static_cast<int>(kSetupTimeout.count());
+    int err = ETIMEDOUT;
+    UniqueFd socket;
+    if (::poll(&ready, 1, timeout_ms) == 1) {
+      auto answer = receive_errno_and_fd(ours.get());
+      err = answer.first;
+      socket = std::move(answer.second);
+    } else {
+      ::kill(static_cast<pid_t>(helper), SIGKILL);
+    }
+    if (!socket) {
+      return reply_failure(
+          {kExitSetupFailed, std::string("connect in the sandbox: ") + std::strerror(err), {}});
+    }
+    const int fds[] = {socket.get()};
+    (void)protocol::send_message(channel_, protocol::Type::kConnected, {}, fds);
   }
 
   void abandon(pid_t pid, std::string message) {

@@ -146,7 +146,7 @@ bool Connection::open_forward(ssh_message message) {
         target);
     return false;
   }
-  auto socket = connect_in_namespace(context_.sandbox_netns, *destination);
+  auto socket = context_.launcher.connect(*destination);
   if (!socket.ok()) {
     context_.log.info("ssh: connection {}: forward to {} in the sandbox: {}", id_, target,
                       socket.error().message);

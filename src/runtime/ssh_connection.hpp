@@ -22,8 +22,6 @@ struct ConnectionContext {
   AuthThrottle& throttle;
   const core::Logger& log;
   const std::atomic<bool>& stop;  // raised when the server stops: the connection ends promptly
-  // The sandbox's network namespace (an fd of /proc/PID/ns/net), for direct-tcpip connects.
-  int sandbox_netns;
 };
 
 // Serves `session` (accepted, key exchange not yet done) from `peer` (the throttle's key: "uid

@@ -2,15 +2,11 @@
 #include "ssh_forward.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <string>
-#include <thread>
 
 namespace openshell::runtime::ssh {
 
@@ -38,35 +34,6 @@ std::optional<sockaddr_storage> loopback_destination(std::string_view host, uint
     return storage;
   }
   return std::nullopt;
-}
-
-Result<UniqueFd> connect_in_namespace(int netns, const sockaddr_storage& destination) {
-  Result<UniqueFd> result = make_error(Errc::kInternal, "connect: not attempted");
-  // A thread of its own: setns changes only the calling thread's network namespace, and this
-  // one ends right after. The socket stays in the namespace it was made in.
-  std::thread([&] {
-    if (::setns(netns, CLONE_NEWNET) != 0) {
-      result = Error::from_errno("setns into the sandbox's network namespace");
-      return;
-    }
-    UniqueFd fd(::socket(destination.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd) {
-      result = Error::from_errno("socket");
-      return;
-    }
-    const socklen_t length =
-        destination.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-    // Loopback: the answer (accepted or refused) is immediate, a blocking connect is fine.
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&destination), length) != 0) {
-      result = Error::from_errno("connect");
-      return;
-    }
-    const int one = 1;
-    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
-    result = std::move(fd);
-  }).join();
-  return result;
 }
 
 bool ForwardChannel::pump() {

@@ -1,6 +1,6 @@
 // `ssh -L` (direct-tcpip) into a sandbox: only to the sandbox's own loopback, connected from
-// inside its network namespace (runtime-spec §6.2), so a forward can never reach the host's
-// loopback or anything else the proxy guards.
+// inside its network namespace by the spawner (runtime-spec §6.2; SessionLauncher::connect), so
+// a forward can never reach the host's loopback or anything else the proxy guards.
 #pragma once
 
 #include <sys/socket.h>
@@ -18,10 +18,6 @@ namespace openshell::runtime::ssh {
 // The address for `host` and `port` when host is a loopback name or address (127.0.0.0/8,
 // "localhost", ::1 in any spelling, ::ffff:127.x.y.z, bracketed or not) and the port 1..65535.
 std::optional<sockaddr_storage> loopback_destination(std::string_view host, uint32_t port);
-
-// A connected, non-blocking TCP socket to `destination`, made in the network namespace `netns`
-// (by a short-lived thread that joins it: the calling thread's namespace stays as it is).
-Result<UniqueFd> connect_in_namespace(int netns, const sockaddr_storage& destination);
 
 // An accepted direct-tcpip channel and its socket: bytes both ways, each side's EOF passed on
 // (a shutdown of the socket's writing side; an SSH EOF), closed when both ended.

@@ -1,6 +1,9 @@
 // Running SSH requests as sandbox sessions and collecting their exit notices.
 #include "ssh_launcher.hpp"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -75,6 +78,18 @@ Result<Session, SpawnFailure> SessionLauncher::spawn(const SessionCommand& comma
     monitors_.push_back(std::move(*monitor));
   }
   return session;
+}
+
+Result<UniqueFd> SessionLauncher::connect(const sockaddr_storage& address) {
+  auto socket = [&] {
+    const std::lock_guard lock(mutex_);
+    return spawner_.connect_in_sandbox(sandbox_pidfd_, address);
+  }();
+  if (!socket.ok()) return socket;
+  const int one = 1;
+  ::setsockopt(socket->get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::fcntl(socket->get(), F_SETFL, ::fcntl(socket->get(), F_GETFL) | O_NONBLOCK);
+  return socket;
 }
 
 bool SessionLauncher::collect_locked() {

@@ -44,6 +44,10 @@ class SessionLauncher {
   // The session's wait status once it ended; nullopt while it runs. `gone` is set when the
   // spawner is gone (no status will ever come).
   std::optional<int> exit_status(pid_t pid, bool& gone);
+  // A non-blocking TCP socket connected to `address` inside the sandbox (Spawner::
+  // connect_in_sandbox), for direct-tcpip.
+  Result<UniqueFd> connect(const sockaddr_storage& address);
+
   // The session was killed and nobody will ask for its status: its notice is dropped.
   void discard(pid_t pid);
   // Readable when an exit notice may be waiting (poll it; exit_status() collects).

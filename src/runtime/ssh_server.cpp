@@ -12,7 +12,6 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -21,7 +20,6 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <list>
 #include <map>
 #include <mutex>
@@ -185,29 +183,6 @@ Result<KeyPtr> load_host_key(const std::string& path) {
   return KeyPtr(key);
 }
 
-// The sandbox's network namespace, for forwards to its loopback. The init's pid comes from the
-// pidfd's fdinfo; the pidfd still reaching a process afterwards proves the pid was not reused in
-// between.
-Result<UniqueFd> open_sandbox_netns(int pidfd) {
-  std::ifstream fdinfo("/proc/self/fdinfo/" + std::to_string(pidfd));
-  std::string line;
-  pid_t pid = -1;
-  while (std::getline(fdinfo, line)) {
-    if (!line.starts_with("Pid:")) continue;
-    const size_t digits = line.find_first_not_of(" \t", 4);
-    if (digits != std::string::npos)
-      std::from_chars(line.data() + digits, line.data() + line.size(), pid);
-  }
-  if (pid <= 0) return make_error(Errc::kNotFound, "the sandbox's init has ended");
-  const std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
-  UniqueFd netns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!netns) return Error::from_errno("open " + path);
-  if (::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0U) != 0) {
-    return Error::from_errno("pidfd_send_signal");
-  }
-  return netns;
-}
-
 // "SHA256:…", as OpenSSH prints it.
 std::string fingerprint_of(ssh_key key) {
   unsigned char* hash = nullptr;
@@ -280,7 +255,6 @@ struct SshServer::State {
   ssh::SessionLauncher launcher;
   ssh::AuthThrottle throttle;
   const core::Logger& log;
-  UniqueFd sandbox_netns;
   ssh_bind bind = nullptr;
   std::string fingerprint;
   UniqueFd listener;
@@ -355,8 +329,7 @@ struct SshServer::State {
       Connection& connection = connections.emplace_back();
       connection.socket = std::move(duplicate);
       connection.thread = std::thread([this, session, id, peer, &connection] {
-        const ssh::ConnectionContext context{options, launcher, throttle,
-                                             log,     stop,     sandbox_netns.get()};
+        const ssh::ConnectionContext context{options, launcher, throttle, log, stop};
         ssh::serve_connection(session, context, peer, id);
         // libssh closed its fd; our duplicate would keep the connection open (the client
         // waiting) until the next accept reaps this thread.
@@ -404,13 +377,8 @@ Result<std::unique_ptr<SshServer>> SshServer::start(Spawner spawner, SshServerOp
     }
     host_key.reset(generated);
   }
-  auto netns = open_sandbox_netns(options.sandbox_pidfd);
-  if (!netns.ok()) {
-    return Error{netns.error().code, "ssh: the sandbox's network: " + netns.error().message};
-  }
   auto state = std::make_unique<State>(std::move(spawner), std::move(options), log);
   state->listen = std::move(*listen);
-  state->sandbox_netns = std::move(*netns);
   state->fingerprint = fingerprint_of(host_key.get());
   state->bind = ssh_bind_new();
   if (state->bind == nullptr) return make_error(Errc::kInternal, "ssh: ssh_bind_new failed");

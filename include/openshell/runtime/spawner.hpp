@@ -4,6 +4,7 @@
 // signals, and the main process set up exactly in the order of runtime-spec §4.3.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -196,6 +197,12 @@ class Spawner {
   // the sandbox (its pid namespace) and with the spawner (parent-death signal).
   Result<Session, SpawnFailure> spawn_session(int sandbox_pidfd, const SandboxSpec& spec,
                                               const SandboxStdio& stdio);
+
+  // A TCP socket connected to `address` from inside the network namespace of the running
+  // sandbox whose init `sandbox_pidfd` is: a helper the spawner forks joins its user namespace
+  // (rootless) and network namespace, connects and hands the socket back. For `ssh -L`: no
+  // thread of this process may join the namespaces, and rootless not even the process.
+  Result<UniqueFd> connect_in_sandbox(int sandbox_pidfd, const sockaddr_storage& address);
 
   // Readable when an exit notice (or the spawner's end) is waiting: poll it, then read_exit().
   int event_fd() const { return channel_.get(); }

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -297,12 +298,78 @@ int session_joins(bool rootless) {
   return late.ok() ? 13 : 0;  // no such sandbox any more
 }
 
+// Spawns a sandbox whose main process serves "hello" on its own 127.0.0.1:4000 and connects to
+// it through the spawner; 0 when that works, a port nothing listens on inside is refused, and
+// the caller's own loopback listener is out of reach.
+int connect_reaches_the_sandbox_loopback_only(bool rootless) {
+  if (rootless && (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+                   ::setresuid(65534, 65534, 65534) != 0)) {
+    return 1;
+  }
+  auto spawner = start_spawner();
+  if (!spawner) return 2;
+  auto spec = spec_for({"/usr/bin/python3", "-c",
+                        "import socket\n"
+                        "s = socket.socket(); s.bind(('127.0.0.1', 4000)); s.listen()\n"
+                        "while True:\n"
+                        "    c, _ = s.accept(); c.sendall(b'hello'); c.close()\n"});
+  spec.user_namespace = rootless;
+  auto sandbox = spawner->spawn(spec, {});
+  if (!sandbox.ok()) return 3;
+  const auto address = [](uint16_t port) {
+    sockaddr_storage storage{};
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return storage;
+  };
+  rt::UniqueFd connected;
+  for (int attempt = 0; attempt < 100 && !connected; ++attempt) {
+    auto socket = spawner->connect_in_sandbox(sandbox->pidfd(), address(4000));
+    if (socket.ok()) {
+      connected = std::move(*socket);
+    } else {
+      ::usleep(50'000);  // the server is still starting: refused
+    }
+  }
+  if (!connected) return 4;
+  char greeting[8] = {};
+  if (::read(connected.get(), greeting, sizeof greeting) != 5 || std::string(greeting) != "hello") {
+    return 5;
+  }
+  auto nobody_there = spawner->connect_in_sandbox(sandbox->pidfd(), address(4001));
+  if (nobody_there.ok() ||
+      nobody_there.error().message.find("Connection refused") == std::string::npos) {
+    return 6;
+  }
+  // Our own loopback listener is in another namespace: refused from inside the sandbox.
+  const int ours = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_storage any = address(0);
+  socklen_t length = sizeof(sockaddr_in);
+  if (::bind(ours, reinterpret_cast<sockaddr*>(&any), length) != 0 || ::listen(ours, 1) != 0 ||
+      ::getsockname(ours, reinterpret_cast<sockaddr*>(&any), &length) != 0) {
+    return 7;
+  }
+  if (spawner->connect_in_sandbox(sandbox->pidfd(), any).ok()) return 8;
+  ::close(ours);
+  if (!sandbox->signal(SIGKILL).ok() || !wait_exit(*spawner, sandbox->pid())) return 9;
+  return spawner->connect_in_sandbox(sandbox->pidfd(), address(4000)).ok() ? 10 : 0;
+}
+
 }  // namespace
 
 TEST_CASE("spawner: a session joins a running sandbox with the main process's isolation") {
   if (::geteuid() != 0) return;
   CHECK(in_child([] { return session_joins(/*rootless=*/false); }) == 0);
   CHECK(in_child([] { return session_joins(/*rootless=*/true); }) == 0);
+}
+
+TEST_CASE("spawner: connects inside a sandbox reach its loopback, root and rootless") {
+  if (::geteuid() != 0) return;
+  CHECK(in_child([] { return connect_reaches_the_sandbox_loopback_only(/*rootless=*/false); }) ==
+        0);
+  CHECK(in_child([] { return connect_reaches_the_sandbox_loopback_only(/*rootless=*/true); }) == 0);
 }
 
 TEST_CASE("spawner: a session dies with its sandbox") {
