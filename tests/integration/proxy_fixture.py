@@ -41,6 +41,24 @@ RESOLV = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
 _CERT_DIR = None
 
 
+# Runs a command as nobody, with no supplementary groups (rootless sandboxes).
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def rootless_binary(base_dir):
+    """The binary as nobody can run it: the build tree may sit under a 0700 home, so a copy in
+    `base_dir` (which nobody can traverse) is made when needed."""
+    if subprocess.run([*AS_NOBODY, "test", "-x", BIN], timeout=10).returncode == 0:
+        return BIN
+    directory = os.path.join(base_dir, "bin")
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    copy = os.path.join(directory, "openshell")
+    shutil.copy2(BIN, copy)
+    os.chmod(copy, 0o755)
+    return copy
+
+
 def _netns_inode():
     return os.stat("/proc/thread-self/ns/net").st_ino
 

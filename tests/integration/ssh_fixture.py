@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 
+from proxy_fixture import AS_NOBODY, rootless_binary
 from tap import BIN
 
 # Outside /tmp, which the sandbox replaces with its own.
@@ -40,25 +41,31 @@ def write_policy(text):
     return path
 
 
-def sandbox_argv(policy_path, listen, *extra, command=("/bin/sleep", "120")):
-    return [BIN, "sandbox", "--log-format", "json", "--log-level", "info", "--policy",
+def sandbox_argv(policy_path, listen, *extra, command=("/bin/sleep", "120"), binary=BIN):
+    return [binary, "sandbox", "--log-format", "json", "--log-level", "info", "--policy",
             policy_path, "--ssh", listen, "--ssh-authorized-keys", AUTHORIZED, *extra, "--",
             *command]
 
 
 class SshSandbox:
-    """`openshell sandbox --ssh LISTEN` (default: a fresh unix socket) running `command`; ready
-    once the server logged where it listens and its host key."""
+    """`openshell sandbox --ssh LISTEN` (default: a fresh unix socket) running `command`, as root
+    or (`rootless`) as nobody; ready once the server logged where it listens and its host key."""
 
     def __init__(self, policy_path, listen=None, extra=(), command=("/bin/sleep", "120"),
-                 stdin=None, env=None):
-        self.socket = os.path.join(BASE, f"ssh-{time.monotonic_ns()}", "sock")
+                 stdin=None, env=None, rootless=False):
+        sockets = os.path.join(BASE, "nobody" if rootless else "root")
+        if not os.path.isdir(sockets):
+            os.mkdir(sockets)
+            os.chown(sockets, 65534 if rootless else 0, 65534 if rootless else 0)
+        self.socket = os.path.join(sockets, f"ssh-{time.monotonic_ns()}", "sock")
         listen = listen or "unix:" + self.socket
+        prefix, binary = (AS_NOBODY, rootless_binary(BASE)) if rootless else ([], BIN)
         self.log_path = os.path.join(BASE, f"log-{time.monotonic_ns()}")
         self.log = open(self.log_path, "w")
         self.out = open(self.log_path + ".out", "w")
         self.process = subprocess.Popen(
-            sandbox_argv(policy_path, listen, *extra, command=command), stdout=self.out,
+            [*prefix, *sandbox_argv(policy_path, listen, *extra, command=command, binary=binary)],
+            stdout=self.out,
             stderr=self.log, cwd=BASE, env=env,
             stdin=stdin if stdin is not None else subprocess.DEVNULL)
         deadline = time.monotonic() + 20

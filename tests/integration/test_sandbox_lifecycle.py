@@ -24,7 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from proxy_fixture import Lab
+from proxy_fixture import AS_NOBODY, Lab, rootless_binary
 from tap import BIN, main, test
 
 PY = "/usr/bin/python3"  # Debian's: a python3 earlier on PATH may be unreadable to the sandbox
@@ -32,7 +32,7 @@ CURL = "/usr/bin/curl"
 ORIGIN_IP = "127.0.0.2"
 DENIED_IP = "127.0.0.3"
 SANDBOX_UID = 1500
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+NOBODY = AS_NOBODY
 NS_KINDS = ("net", "mnt", "pid", "user", "ipc", "uts")
 # Where `openshell sandbox` writes the CA bundle it hands the child (sandbox.cpp's template).
 TRUST_DIR = re.compile(r"^/var/tmp/openshell-sandbox-[A-Za-z0-9]{6}$")
@@ -50,20 +50,7 @@ os.chmod(BASE, 0o755)
 atexit.register(shutil.rmtree, BASE, True)
 
 
-def rootless_binary():
-    """The binary as nobody can run it: the build tree may sit under a 0700 home."""
-    if subprocess.run([*NOBODY, "test", "-x", BIN], timeout=10).returncode == 0:
-        return BIN
-    directory = os.path.join(BASE, "bin")
-    os.mkdir(directory)
-    os.chmod(directory, 0o755)
-    copy = os.path.join(directory, "openshell")
-    shutil.copy2(BIN, copy)
-    os.chmod(copy, 0o755)
-    return copy
-
-
-ROOTLESS_BIN = rootless_binary()
+ROOTLESS_BIN = rootless_binary(BASE)
 
 
 def policy(endpoints, run_as=str(SANDBOX_UID)):

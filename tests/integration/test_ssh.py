@@ -384,5 +384,32 @@ def ssh_session_attempts_to_leave_the_sandbox_are_reported():
         assert f"BYPASS_DETECT {outside}:9090" in box.log_text()
 
 
+@test
+def rootless_sandbox_serves_ssh_and_forwards_to_its_loopback():
+    # openshell itself runs as nobody: its sessions join a user namespace it made, and -L's
+    # connect is made by the spawner's helper inside that namespace (no thread of an unprivileged
+    # process may join it).
+    server = ("/usr/bin/python3", "-m", "http.server", "8000", "--bind", "127.0.0.1",
+              "--directory", "/usr/share")
+    with Lab(), SshSandbox(policy({}, uid=NOBODY), command=server, rootless=True) as box:
+        result = box.ssh("id -u; readlink /proc/self/ns/user")
+        assert result.returncode == 0, result.stderr + box.log_text()[-3000:]
+        uid, userns = result.stdout.split()
+        assert uid == str(NOBODY) and userns != os.readlink("/proc/self/ns/user"), result.stdout
+        forward = subprocess.Popen(
+            ["ssh", "-N", *box.client_options(), "-o", "ExitOnForwardFailure=yes",
+             "-L", "127.0.0.1:18010:127.0.0.1:8000", "sandbox"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert wait_for_port(18010), forward.stderr
+            deadline = time.monotonic() + 15
+            while curl_status("http://127.0.0.1:18010/") != "200":
+                assert time.monotonic() < deadline, box.log_text()[-3000:]
+                time.sleep(0.2)  # the server in the sandbox may still be starting
+        finally:
+            forward.terminate()
+            forward.wait(timeout=10)
+
+
 if __name__ == "__main__":
     main()
