@@ -1,26 +1,12 @@
 // Request-body placeholder substitution for endpoints that opt in (spec §4.3).
 #include "openshell/proxy/credential_body.hpp"
 
-#include <cctype>
+#include "openshell/policy/host_pattern.hpp"
+#include "openshell/proxy/http_head.hpp"
 
 namespace openshell::proxy {
 
 namespace {
-
-std::string lowercase(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
-    text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
-    text.remove_suffix(1);
-  return text;
-}
 
 void escape_json(std::string_view secret, std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -71,15 +57,15 @@ bool rewrite_form(std::string_view body, const CredentialScope& scope, std::stri
 }  // namespace
 
 CredentialBodyKind credential_body_kind(std::string_view content_type) {
-  const std::string value = lowercase(content_type);
+  const std::string value = policy::ascii_lowercase(content_type);
   const std::string_view view(value);
   const size_t semicolon = view.find(';');
-  const std::string_view media = trim(view.substr(0, semicolon));
+  const std::string_view media = trim_ows(view.substr(0, semicolon));
   if (semicolon != std::string_view::npos) {
     std::string_view params = view.substr(semicolon + 1);
     while (!params.empty()) {
       const size_t next = params.find(';');
-      const std::string_view param = trim(params.substr(0, next));
+      const std::string_view param = trim_ows(params.substr(0, next));
       if (param.starts_with("charset=")) {
         std::string_view charset = param.substr(8);
         if (charset.size() >= 2 && charset.front() == '"' && charset.back() == '"') {

@@ -11,7 +11,16 @@
 #include <iterator>
 #include <utility>
 
+#include "openshell/policy/host_pattern.hpp"
+
 namespace openshell::proxy {
+
+std::string_view trim_ows(std::string_view s) {
+  const size_t begin = s.find_first_not_of(" \t");
+  if (begin == std::string_view::npos) return {};
+  return s.substr(begin, s.find_last_not_of(" \t") - begin + 1);
+}
+
 namespace {
 
 struct Failure {
@@ -51,18 +60,6 @@ bool is_value_ctl(char ch) {
 
 char ascii_lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
-  return out;
-}
-
-std::string_view trim_ows(std::string_view s) {
-  const size_t begin = s.find_first_not_of(" \t");
-  if (begin == std::string_view::npos) return {};
-  return s.substr(begin, s.find_last_not_of(" \t") - begin + 1);
 }
 
 // Calls fn(element) for each comma-separated element, trimmed (elements may be empty).
@@ -405,7 +402,7 @@ Result<Authority> parse_host_port(std::string_view text, std::optional<uint16_t>
   } else {
     return parse_error("missing port");
   }
-  out.host = lowercase(host);
+  out.host = policy::ascii_lowercase(host);
   return out;
 }
 
@@ -585,7 +582,7 @@ Result<ProxyUri> parse_proxy_uri(std::string_view uri) {
   if (authority.empty()) return parse_error("empty host in request URI");
 
   ProxyUri out;
-  out.scheme = lowercase(scheme);
+  out.scheme = policy::ascii_lowercase(scheme);
   Result<Authority> parsed = parse_host_port(authority, default_port_for(out.scheme));
   if (!parsed) return parsed.error();
   out.host = std::move(parsed->host);

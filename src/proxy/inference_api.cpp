@@ -7,18 +7,13 @@
 #include <cctype>
 #include <nlohmann/json.hpp>
 
+#include "openshell/policy/host_pattern.hpp"
+
 namespace openshell::proxy {
 
 namespace {
 
 using Json = nlohmann::ordered_json;
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 struct PathPattern {
   std::string_view method;
@@ -212,8 +207,9 @@ std::string BackendUrl::host_header() const {
 Result<BackendUrl> parse_backend_url(std::string_view url) {
   BackendUrl out;
   const size_t separator = url.find("://");
-  const std::string scheme =
-      separator == std::string_view::npos ? std::string() : lower(url.substr(0, separator));
+  const std::string scheme = separator == std::string_view::npos
+                                 ? std::string()
+                                 : policy::ascii_lowercase(url.substr(0, separator));
   if (scheme == "https") {
     out.tls = true;
   } else if (scheme != "http") {
@@ -378,7 +374,7 @@ std::string inference_stream_error_event(std::string_view reason) {
 bool is_streaming_response(const ResponseHead& head, BodyFraming framing) {
   if (framing == BodyFraming::kChunked || framing == BodyFraming::kUntilClose) return true;
   const HeaderField* type = head.find("content-type");
-  return type != nullptr && lower(type->value).starts_with("text/event-stream");
+  return type != nullptr && policy::ascii_lowercase(type->value).starts_with("text/event-stream");
 }
 
 }  // namespace openshell::proxy

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "openshell/policy/host_pattern.hpp"
 #include "openshell/proxy/inference_routes.hpp"
 
 namespace openshell::proxy {
@@ -21,12 +22,6 @@ constexpr size_t kMaxKeyFileBytes = 64 * 1024;
 const std::set<std::string, std::less<>> kFields{
     "name",  "route",   "protocol",    "protocols",    "base_url",     "endpoint",
     "model", "api_key", "api_key_env", "api_key_file", "provider_type"};
-
-std::string lower(std::string text) {
-  for (char& c : text)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
 
 std::string trim_line_end(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
@@ -88,19 +83,19 @@ Result<InferenceRoute> parse_route(const YAML::Node& node, const std::string& wh
     if (!value.ok()) return value.error();
     (std::string_view(field) == "model" ? route.model : route.provider_type) = *value;
   }
-  route.provider_type = lower(route.provider_type);
+  route.provider_type = policy::ascii_lowercase(route.provider_type);
 
   if (node["protocol"] && node["protocols"]) return fail("give protocol or protocols, not both");
   if (node["protocol"]) {
     auto value = scalar(node, where, "protocol");
     if (!value.ok()) return value.error();
-    route.protocols.push_back(lower(*value));
+    route.protocols.push_back(policy::ascii_lowercase(*value));
   } else if (node["protocols"]) {
     const YAML::Node list = node["protocols"];
     if (!list.IsSequence()) return fail("protocols: expected a list");
     for (const auto& item : list) {
       if (!item.IsScalar()) return fail("protocols: expected strings");
-      route.protocols.push_back(lower(item.as<std::string>()));
+      route.protocols.push_back(policy::ascii_lowercase(item.as<std::string>()));
     }
   }
 

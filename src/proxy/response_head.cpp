@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "openshell/proxy/http_head.hpp"
+
 namespace openshell::proxy {
 
 namespace {
@@ -11,14 +13,6 @@ namespace {
 bool is_token_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
-    text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
-    text.remove_suffix(1);
-  return text;
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy.
@@ -33,7 +27,7 @@ bool is_hop_by_hop(std::string_view name) {
 bool has_token(std::string_view list, std::string_view token) {
   while (!list.empty()) {
     const size_t comma = list.find(',');
-    if (ascii_iequals(trim(list.substr(0, comma)), token)) return true;
+    if (ascii_iequals(trim_ows(list.substr(0, comma)), token)) return true;
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
   }
@@ -92,7 +86,7 @@ ResponseHeadResult parse_response_head(std::string_view bytes) {
       if (ec != std::errc() || ptr != line.data() + 12 || head.status < 100 || head.status > 999) {
         return fail("malformed upstream status code");
       }
-      head.reason = std::string(trim(line.substr(12)));
+      head.reason = std::string(trim_ows(line.substr(12)));
       continue;
     }
     const size_t colon = line.find(':');
@@ -101,7 +95,7 @@ ResponseHeadResult parse_response_head(std::string_view bytes) {
     for (char c : name) {
       if (!is_token_char(c)) return fail("malformed upstream header name");
     }
-    const std::string_view value = trim(line.substr(colon + 1));
+    const std::string_view value = trim_ows(line.substr(colon + 1));
     for (char c : value) {
       if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) {
         return fail("control byte in upstream header value");
@@ -120,7 +114,7 @@ ResponseHeadResult parse_response_head(std::string_view bytes) {
       if (!value.empty()) {
         const size_t last_comma = value.rfind(',');
         const std::string_view last =
-            trim(last_comma == std::string_view::npos ? value : value.substr(last_comma + 1));
+            trim_ows(last_comma == std::string_view::npos ? value : value.substr(last_comma + 1));
         head.chunked = ascii_iequals(last, "chunked");
         if (!head.chunked) head.close = true;  // delimited by close
       }

@@ -14,6 +14,9 @@
 
 namespace openshell::proxy {
 
+// `s` without the optional whitespace (spaces and tabs, RFC 9110 §5.6.3) around it.
+std::string_view trim_ows(std::string_view s);
+
 // Head limits (spec §8). The proxy's own CONNECT/forward request is small by nature and an
 // oversized one is answered with 431; requests inside a tunnel carry real client headers
 // (cookies, tokens) and get the larger bound, beyond which the tunnel is closed.
